@@ -285,6 +285,8 @@ class _Config(NamedTuple):
     n_int: Optional[int]  # static integer exponent (fast path) or None
     eta0: str  # "stationary" | "zero" | "given"
     diag_noise: bool  # noise_cov concretely diagonal: elementwise factor
+    n_noise: int  # D, columns of the noise factor (N unless a noise_factor is given)
+    remat: bool  # jax.checkpoint each chunk (reverse-mode memory O(n_chunks), not O(n_steps))
     mesh: Optional[Mesh]
     progress: bool
 
@@ -342,8 +344,9 @@ def _rate(u, k, n, n_int):
     return k * (x**n_int if n_int is not None else x**n)
 
 
-def _run(cfg: _Config, net: SSN, h, key, u0, eta0_given, keep):
-    """One pass.  h (B, N); key: typed PRNG key; u0 (B, T, N); keep (B, T) bool.
+def _run(cfg: _Config, net: SSN, h, key, u0, eta0_given, L_given, keep):
+    """One pass.  h (B, N); key: typed PRNG key; u0 (B, T, N); keep (B, T) bool;
+    L_given: (N, D) noise factor or None (then the PSD square root of noise_cov).
 
     Returns a dict of raw sums and records (see ``_finalize``).
     """
@@ -354,7 +357,10 @@ def _run(cfg: _Config, net: SSN, h, key, u0, eta0_given, keep):
     dt = jnp.asarray(cfg.dt, dtype)
 
     W, tau, tn, k, n = net.W, net.tau, net.tau_noise, net.k, net.n
-    if cfg.diag_noise:  # noise_cov is (concretely) diagonal: L = diag(sqrt(Sigma_ii))
+    D_noise = cfg.n_noise
+    if L_given is not None:  # eta increments L xi with xi (.., D): x @ L^T
+        apply_L = lambda x: x @ L_given.T  # noqa: E731
+    elif cfg.diag_noise:  # noise_cov is (concretely) diagonal: L = diag(sqrt(Sigma_ii))
         l_diag = jnp.sqrt(jnp.maximum(jnp.diagonal(net.noise_cov), 0.0))
         apply_L = lambda x: x * l_diag  # noqa: E731
     else:
@@ -368,7 +374,7 @@ def _run(cfg: _Config, net: SSN, h, key, u0, eta0_given, keep):
     keepf = _constrain(keep.astype(dtype), cfg, (None, _AXIS))
     u = _constrain(u0, cfg, (None, _AXIS, None))
     if cfg.eta0 == "stationary":  # the stream's step index 2^32 - 1 (never a real step)
-        z0 = ou_noise_normals(tkeys, jnp.full((1,), 0xFFFFFFFF, jnp.uint32), N, dtype)[0]
+        z0 = ou_noise_normals(tkeys, jnp.full((1,), 0xFFFFFFFF, jnp.uint32), D_noise, dtype)[0]
         eta = apply_L(z0)  # eta_0 ~ N(0, L L^T) = N(0, Sigma_eta)
     elif cfg.eta0 == "zero":
         eta = jnp.zeros((T, N), dtype)
@@ -417,7 +423,7 @@ def _run(cfg: _Config, net: SSN, h, key, u0, eta0_given, keep):
     def chunk(dyn, ref, ci):
         s0 = ci * K
         srow = s0 + jnp.arange(K, dtype=jnp.int32)  # state index of each row of U
-        xi = ou_noise_normals(tkeys, srow, N, dtype)  # (K, T, N)
+        xi = ou_noise_normals(tkeys, srow, D_noise, dtype)  # (K, T, D)
         zeta = _constrain(apply_L(xi), cfg, (None, _AXIS, None))
         u, eta, alive, div_step = dyn
         (u, eta), U = lax.scan(step, (u, eta), (zeta, srow))  # U[i] = state s0 + i
@@ -445,7 +451,7 @@ def _run(cfg: _Config, net: SSN, h, key, u0, eta0_given, keep):
                 rec["traj"] = jnp.where(alive_r[..., None], Ur, jnp.nan)
         return dyn, ref, (tS1, tS2, gS2), rec
 
-    chunk_ckpt = jax.checkpoint(chunk, prevent_cse=False)
+    chunk_ckpt = jax.checkpoint(chunk, prevent_cse=False) if cfg.remat else chunk
 
     def outer(carry, ci):
         dyn, ref, acc = carry
@@ -575,6 +581,8 @@ def simulate(
     chunk_steps: Optional[int] = None,
     bound: float = 1e3,
     devices: Optional[Sequence] = None,
+    noise_factor=None,
+    checkpoint: bool = True,
 ) -> SimulationResult:
     """Simulate ``n_trials`` independent trials of the stochastic SSN and stream moments.
 
@@ -609,6 +617,16 @@ def simulate(
             Sharding is used when there are >= 2 devices and they divide n_trials;
             otherwise the run stays on the first device.  Results do not depend on it
             (up to summation order).
+        noise_factor: optional (N, D) matrix L with L L^T = noise_cov (checked when
+            concrete).  The noise is then driven by D standard normals per step,
+            eta_{s+1} = rho eta_s + sqrt(1 - rho^2) L xi_s, xi_s ~ N(0, I_D), instead of
+            the symmetric square root of noise_cov (D = N).  Two networks given
+            factors L and P L (P: any fixed N' x N matrix, e.g. the duplication of
+            :func:`momentssn.split_neuron`) see the *same* noise realizations P eta for
+            the same seed.
+        checkpoint: rematerialize each chunk in the backward pass (``jax.checkpoint``,
+            default).  ``False`` keeps every step's residuals: reverse-mode memory
+            O(n_steps B n_trials N); only useful for benchmarking that trade-off.
 
     Returns:
         :class:`SimulationResult`.  Memory is O(B n_trials N + B G N^2) besides the
@@ -698,8 +716,24 @@ def simulate(
         if nv == round(nv) and 1 <= nv <= 8:
             n_int = int(round(nv))
 
+    L_given = None
+    if noise_factor is not None:
+        L_given = jnp.asarray(noise_factor, dtype)
+        if L_given.ndim != 2 or L_given.shape[0] != N:
+            raise ValueError(f"noise_factor must have shape ({N}, D), got {L_given.shape}")
+        if not (_is_traced(L_given) or _is_traced(net.noise_cov)):
+            Ln = np.asarray(L_given, np.float64)
+            if not np.all(np.isfinite(Ln)):
+                raise ValueError("noise_factor contains NaN or inf")
+            S_np = np.asarray(net.noise_cov, np.float64)
+            err = float(np.max(np.abs(Ln @ Ln.T - S_np)))
+            tol = (1e-10 if dtype == jnp.float64 else 1e-5) * max(1.0, float(np.max(np.abs(S_np))))
+            if err > tol:
+                raise ValueError(
+                    f"noise_factor L must satisfy L L^T = noise_cov; max |L L^T - noise_cov| = {err:.3g}"
+                )
     diag_noise = False
-    if not _is_traced(net.noise_cov):
+    if L_given is None and not _is_traced(net.noise_cov):
         S_np = np.asarray(net.noise_cov)
         diag_noise = bool(np.all(S_np == np.diag(np.diag(S_np))))
 
@@ -738,11 +772,13 @@ def simulate(
         n_int=n_int,
         eta0=eta_mode,
         diag_noise=diag_noise,
+        n_noise=N if L_given is None else int(L_given.shape[1]),
+        remat=bool(checkpoint),
         mesh=mesh,
         progress=bool(progress),
     )
 
-    res = _simulate_jit(cfg, squeeze, net, h2, _base_key(seed), u0b, eta_given)
+    res = _simulate_jit(cfg, squeeze, net, h2, _base_key(seed), u0b, eta_given, L_given)
     if not _is_traced(res.n_diverged):
         nd = np.asarray(res.n_diverged).reshape(-1)
         if nd.sum() > 0:
@@ -757,18 +793,18 @@ def simulate(
 
 
 @jax.jit(static_argnums=(0, 1))
-def _simulate_jit(cfg: _Config, squeeze: bool, net: SSN, h, key, u0, eta0_given) -> SimulationResult:
+def _simulate_jit(cfg: _Config, squeeze: bool, net: SSN, h, key, u0, eta0_given, L_given) -> SimulationResult:
     """Pass 1 over all trials; pass 2 (only if some trial diverged) with the diverged
     trials masked from the start.  A ``lax.scan`` of length 2 around a ``lax.cond`` so
     that the simulation is compiled (and differentiated) once."""
     B, T = h.shape[0], cfg.n_trials
     keep0 = jnp.ones((B, T), bool)
-    shapes = jax.eval_shape(lambda: _run(cfg, net, h, key, u0, eta0_given, keep0))
+    shapes = jax.eval_shape(lambda: _run(cfg, net, h, key, u0, eta0_given, L_given, keep0))
     out0 = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def body(carry, _):
         keep, need, out = carry
-        out = lax.cond(need, lambda o: _run(cfg, net, h, key, u0, eta0_given, keep), lambda o: o, out)
+        out = lax.cond(need, lambda o: _run(cfg, net, h, key, u0, eta0_given, L_given, keep), lambda o: o, out)
         new_keep = keep0 & ~(out["div_step"] >= 0)
         need = need & jnp.any(new_keep != keep)
         return (new_keep, need, out), None

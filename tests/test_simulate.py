@@ -302,6 +302,52 @@ def test_gradient_matches_finite_differences():
     np.testing.assert_allclose(g_net.tau[0], num, rtol=1e-5, atol=1e-9)
 
 
+def test_checkpoint_off_gives_the_same_gradient():
+    """checkpoint=False (no rematerialization) changes memory, not numbers."""
+    net = ms.SSN.two_population()
+    h = jnp.array([4.0, 3.0])
+
+    def loss(W, remat):
+        r = simulate(net.replace(W=W), h, 20.0, 0.5, 4, 3, burn_in=5.0, dtype=jnp.float64,
+                     chunk_steps=8, checkpoint=remat)
+        return jnp.sum(r.moments.cov) + jnp.sum(r.moments.mean)
+
+    g1 = jax.grad(loss)(net.W, True)
+    g0 = jax.grad(loss)(net.W, False)
+    np.testing.assert_allclose(g0, g1, rtol=1e-12, atol=1e-14)
+
+
+def test_noise_factor_square_root_equals_default_and_duplication_copies_noise():
+    """noise_factor = the symmetric square root reproduces the default run exactly; a
+    duplicated factor P L drives an (N+1)-cell copy with the same noise realizations."""
+    Sig = np.array([[0.056, 0.01], [0.01, 0.012]])
+    net = ms.SSN.two_population().replace(noise_cov=Sig, W=np.zeros((2, 2)))
+    h = jnp.array([1.0, 2.0])
+    kw = dict(burn_in=0.0, dtype=jnp.float64, return_trajectories=True)
+    ref = simulate(net, h, 10.0, 0.5, 3, 5, **kw)
+    L = psd_sqrt(jnp.asarray(Sig))
+    same = simulate(net, h, 10.0, 0.5, 3, 5, noise_factor=L, **kw)
+    np.testing.assert_array_equal(np.asarray(same.trajectories), np.asarray(ref.trajectories))
+    # P duplicates cell 0: cells (0, 0', 1) with W = 0 (uncoupled, so the copy is exact)
+    P = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    big = ms.SSN(np.zeros((3, 3)), P @ np.asarray(net.tau), P @ Sig @ P.T, net.tau_noise, net.k, net.n)
+    dup = simulate(big, P @ np.asarray(h), 10.0, 0.5, 3, 5, noise_factor=P @ np.asarray(L), **kw)
+    U, U3 = np.asarray(ref.trajectories), np.asarray(dup.trajectories)
+    np.testing.assert_allclose(U3[..., [0, 2]], U, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(U3[..., 1], U3[..., 0])
+    # a non-square factor (D = 1, rank-one noise) is allowed
+    v = np.array([[0.2], [0.1]])
+    # with equal tau and u0 = h, u - h is the same linear filter of eta, and eta_1 = eta_0 / 2
+    one = simulate(net.replace(noise_cov=v @ v.T, tau=np.array([10.0, 10.0])), h, 10.0, 0.5, 3, 5,
+                   noise_factor=v, u0=h, **kw)
+    np.testing.assert_allclose(np.asarray(one.trajectories)[..., 1] - h[1],
+                               0.5 * (np.asarray(one.trajectories)[..., 0] - h[0]), atol=1e-12)
+    with pytest.raises(ValueError, match="noise_factor must have shape"):
+        simulate(net, h, 10.0, 0.5, 3, 5, noise_factor=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="L L\\^T = noise_cov"):
+        simulate(net, h, 10.0, 0.5, 3, 5, noise_factor=2 * np.asarray(L))
+
+
 # ---------------------------------------------------------------------------
 # sharding over 4 host devices (subprocess)
 # ---------------------------------------------------------------------------
