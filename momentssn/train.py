@@ -31,6 +31,7 @@ backend).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -203,12 +204,15 @@ def _optimizer(learning_rate: float, clip_norm: Optional[float]) -> optax.Gradie
     return adam if clip_norm is None else optax.chain(optax.clip_by_global_norm(clip_norm), adam)
 
 
-def _make_update(opt: optax.GradientTransformation):
-    """Jitted (theta, opt_state, loss, grad) -> (theta', opt_state', accepted, |grad|).
+@functools.lru_cache(maxsize=16)
+def _make_update(learning_rate: float, clip_norm: Optional[float]):
+    """Jitted (theta, opt_state, loss, grad) -> (theta', opt_state', accepted, |grad|)
+    for ``_optimizer(learning_rate, clip_norm)`` (cached: compiled once per setting).
 
     accepted = loss and every gradient entry finite.  When not accepted, theta and
     opt_state are returned unchanged (the update runs on a zeroed gradient and is
     discarded with ``where``, so no NaN can reach the state)."""
+    opt = _optimizer(learning_rate, clip_norm)
 
     @jax.jit
     def update(theta, opt_state, loss, grad):
@@ -216,7 +220,7 @@ def _make_update(opt: optax.GradientTransformation):
         ok = jnp.isfinite(loss)
         for g in leaves:
             ok = ok & jnp.all(jnp.isfinite(g))
-        gnorm = optax.global_norm(grad)
+        gnorm = optax.tree.norm(grad)
         safe = jax.tree_util.tree_map(lambda g: jnp.where(ok, g, jnp.zeros_like(g)), grad)
         updates, new_state = opt.update(safe, opt_state, theta)
         new_theta = optax.apply_updates(theta, updates)
@@ -342,7 +346,7 @@ def adam_train(
         if progress:
             print(f"adam_train: resuming from {path} at step {start}", flush=True)
 
-    update = _make_update(opt)
+    update = _make_update(learning_rate, clip_norm)
     base_key = jax.random.key(seed)
 
     def elapsed():
