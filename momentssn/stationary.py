@@ -8,7 +8,7 @@ solve.  We therefore solve the reduced 2N-dimensional root problem
     r1(mu, s) = -mu + h + W nu(mu, s)               = 0      (mean, mV)
     r2(mu, s) = s - diag S(gamma(mu, s))            = 0      (variances, mV^2)
 
-by damped Newton (backtracking on |r|^2) with the *exact* Jacobian
+by damped chord-Newton (backtracking on |r|^2) with the Jacobian
 
     dr/dz = [[-I + W diag(nu_mu),      W diag(nu_s)         ],
              [-K diag(gamma_mu),       I - K diag(gamma_s)  ]],   K = d diag(S) / d gamma.
@@ -19,7 +19,11 @@ B = (J - I/tau_eta)^-1 A, X' = T^-1 X^T and C_jk = -1/(lambda_j + lambda_k),
     K_im = 2 Re sum_jk V_ij V_ik C_jk [(V^-1 A)_jm (V^-1 S)_km - (V^-1 X')_jm (V^-1 B)_km],
 
 the derivative of the Lyapunov solution along dJ = A[:, m] e_m^T (with the induced
-change of X).  The residual itself always uses the sign-function Lyapunov solver
+change of X).  K (an eigendecomposition and an O(N^4) contraction) dominates the cost
+of an iteration, so it is reused from one iterate to the next while the steps contract
+the merit by 10x or more (a chord method; the other blocks are exact at every
+iterate), and recomputed otherwise: from the default start, typically 1 K and ~6
+residuals instead of ~5 of each.  The residual itself always uses the sign-function Lyapunov solver
 (``momentssn.lyapunov``), so the final accuracy does not depend on the conditioning
 of V.  The mean is first brought near its fixed point by Newton on r1 alone with
 s fixed at the noise-only variances (cheap: no Lyapunov solve).
@@ -30,7 +34,8 @@ w = (dF/dz)^T out_bar for the outputs F = (mu, S(z, theta)), and lambda solving
 
     theta_bar = (dF/dtheta)^T out_bar - (dr/dtheta)^T lambda,
 
-which costs two adjoint Lyapunov solves (with J^T) and one dense 2N solve.
+which costs one exact Jacobian at the root, two adjoint Lyapunov solves (with J^T)
+and one dense 2N solve.
 """
 
 from __future__ import annotations
@@ -140,41 +145,56 @@ def _variance_sensitivity(net: SSN, J, S, X):
     return K, lam
 
 
-def _jacobian(net: SSN, c):
-    """Exact dr/dz (2N, 2N) and the eigenvalues of J, from the closure ``c`` at z."""
+def _jacobian(net: SSN, c, K=None):
+    """dr/dz (2N, 2N) from the closure ``c`` at z; exact unless a (stale) K is given.
+
+    Returns (dr/dz, K, eigenvalues of J used for K).
+    """
     N = net.N
     nu_mu, g_mu = c["d_mu"]
     nu_s, g_s = c["d_s"]
-    K, lam = _variance_sensitivity(net, c["J"], c["S"], c["X"])
+    lam = None
+    if K is None:
+        K, lam = _variance_sensitivity(net, c["J"], c["S"], c["X"])
     eye = jnp.eye(N, dtype=c["J"].dtype)
     top = jnp.concatenate([-eye + net.W * nu_mu[None, :], net.W * nu_s[None, :]], axis=1)
     bot = jnp.concatenate([-K * g_mu[None, :], eye - K * g_s[None, :]], axis=1)
-    return jnp.concatenate([top, bot], axis=0), lam
+    return jnp.concatenate([top, bot], axis=0), K, lam
 
 
 # --------------------------------------------------------------------------- Newton
 class _NewtonState(NamedTuple):
     k: jax.Array  # loop iterations (trial points evaluated)
     z: jax.Array  # current accepted point
+    r: jax.Array  # residual at z
     f: jax.Array  # merit 0.5 |scaled r|^2 at z
     aux: object  # what ``evaluate`` returned at z
-    extra: object  # what ``direction`` returned at z (e.g. the Jacobian)
-    dz: jax.Array  # Newton direction from z
+    extra: object  # what ``direction`` returned at z (e.g. a reusable Jacobian part)
+    dz: jax.Array  # search direction from z
+    fresh: jax.Array  # dz was computed with a fresh (exact) Jacobian
     alpha: jax.Array  # current step length along dz
     step: jax.Array  # size of the last accepted step, relative to 1 + |z|
     done: jax.Array
 
 
-def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter):
-    """Damped Newton with backtracking, as a single ``while_loop``.
+def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, reuse=0.1):
+    """Damped (chord-)Newton with backtracking, as a single ``while_loop``.
 
-    evaluate(z) -> (r, scaled r, aux); direction(z, r, aux) -> (dz, extra).
-    Each iteration evaluates the residual at z + alpha dz; an accepted point
-    (Armijo decrease of 0.5 |scaled r|^2) gets a new direction (alpha = 1), a
-    rejected one halves alpha.  Iteration 0 evaluates z0 itself.  Every function is
-    traced once, which keeps compilation small.
+    evaluate(z) -> (r, scaled r, aux);
+    direction(z, r, aux, extra, refresh) -> (dz, extra, fresh): the Newton direction,
+    with the expensive part of the Jacobian recomputed when ``refresh`` and otherwise
+    possibly reused from ``extra`` (then ``fresh`` is False).
+
+    Each iteration evaluates the residual at z + alpha dz.  An accepted point (Armijo
+    decrease of the merit f = 0.5 |scaled r|^2) gets a new direction (alpha = 1); the
+    Jacobian is refreshed there unless the step was a full step that cut f by at least
+    the factor ``reuse`` (the chord step contracts well, so the stale part is good
+    enough).  A rejected stale step is retried from z along a fresh direction; a
+    rejected fresh step halves alpha.  Iteration 0 evaluates z0 itself.  Every
+    function is traced once, which keeps compilation small.
     """
     dt = z0.dtype
+    f_tiny = 0.5 * z0.size * (4 * jnp.finfo(dt).eps) ** 2  # rms scaled residual <= 4 eps: round-off
 
     def body(st: _NewtonState) -> _NewtonState:
         z_try = st.z + st.alpha * st.dz
@@ -182,30 +202,33 @@ def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter):
         f_try = 0.5 * jnp.sum(rs * rs)
         f_try = jnp.where(jnp.isfinite(f_try), f_try, jnp.inf)
         accept = f_try < (1.0 - 1e-4 * st.alpha) * st.f
+        need_dir = accept | ~st.fresh  # accepted, or a stale step failed: new direction
+        refresh = ~accept | (st.alpha < 1.0) | (f_try > reuse * st.f)
+        keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
+            lambda a, b: jnp.where(accept, a, b), new, old
+        )
+        z_new, r_new, aux_new = keep(z_try, st.z), keep(r, st.r), keep(aux, st.aux)
 
         def new_direction(_):
-            dz, extra = direction(z_try, r, aux)
-            return jnp.where(jnp.all(jnp.isfinite(dz)), dz, 0.0), extra
+            dz, extra, fresh = direction(z_new, r_new, aux_new, st.extra, refresh)
+            return jnp.where(jnp.all(jnp.isfinite(dz)), dz, 0.0), extra, jnp.asarray(fresh, bool)
 
-        dz, extra = lax.cond(accept, new_direction, lambda _: (st.dz, st.extra), None)
+        dz, extra, fresh = lax.cond(need_dir, new_direction, lambda _: (st.dz, st.extra, st.fresh), None)
         moved = accept & (st.k > 0)
         step = jnp.where(
             moved, jnp.max(jnp.abs(st.alpha * st.dz) / (1.0 + jnp.abs(st.z))), st.step
         )
-        keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
-            lambda a, b: jnp.where(accept, a, b), new, old
-        )
-        alpha = jnp.where(accept, 1.0, 0.5 * st.alpha).astype(dt)
-        done = (moved & (step < tol)) | (accept & (f_try < 1e-30)) | (alpha < 2.0**-_MAX_BACKTRACK)
+        alpha = jnp.where(need_dir, 1.0, 0.5 * st.alpha).astype(dt)
+        done = (moved & (step < tol)) | (accept & (f_try <= f_tiny)) | (alpha < 2.0**-_MAX_BACKTRACK)
         return _NewtonState(
-            st.k + 1, keep(z_try, st.z), jnp.where(accept, f_try, st.f), keep(aux, st.aux),
-            extra, dz, alpha, step, done,
+            st.k + 1, z_new, r_new, jnp.where(accept, f_try, st.f), aux_new,
+            extra, dz, fresh, alpha, step, done,
         )
 
     init = _NewtonState(
-        k=jnp.asarray(0), z=z0, f=jnp.asarray(jnp.inf, dt), aux=aux0, extra=extra0,
-        dz=jnp.zeros_like(z0), alpha=jnp.asarray(0.0, dt), step=jnp.asarray(jnp.inf, dt),
-        done=jnp.asarray(False),
+        k=jnp.asarray(0), z=z0, r=jnp.zeros_like(z0), f=jnp.asarray(jnp.inf, dt), aux=aux0,
+        extra=extra0, dz=jnp.zeros_like(z0), fresh=jnp.asarray(True), alpha=jnp.asarray(0.0, dt),
+        step=jnp.asarray(jnp.inf, dt), done=jnp.asarray(False),
     )
     return lax.while_loop(lambda st: (st.k < max_iter) & ~st.done, body, init)
 
@@ -220,18 +243,22 @@ def _mean_newton(net: SSN, h, mu0, s):
         r = -m + h + net.W @ nu
         return r, r / (1.0 + jnp.abs(m)), gamma
 
-    def direction(m, r, gamma):  # d nu / d mu = gamma (Stein's lemma)
-        return jnp.linalg.solve(-eye + net.W * gamma[None, :], -r), ()
+    def direction(m, r, gamma, extra, refresh):  # d nu / d mu = gamma (Stein's lemma)
+        return jnp.linalg.solve(-eye + net.W * gamma[None, :], -r), (), True
 
     st = _damped_newton(evaluate, direction, mu0, jnp.zeros_like(mu0), (), 1e-8, _MAX_NEWTON)
     return st.z
 
 
 def _newton(net: SSN, h, z0, tol):
-    """Coupled damped Newton on r(z) = 0 (module docstring).
+    """Coupled damped chord-Newton on r(z) = 0 (module docstring).
+
+    The Jacobian's mean rows and the gain derivatives are exact at every iterate; K
+    (an eigendecomposition and an O(N^4) contraction, the expensive part) is
+    recomputed only when the previous step contracted poorly.
 
     Returns (state, converged, rms scaled residual); ``state.aux`` is the closure at
-    the solution and ``state.extra`` = (dr/dz, eigenvalues of J) there.
+    the solution.
     """
     N = net.N
     dt = z0.dtype
@@ -240,15 +267,15 @@ def _newton(net: SSN, h, z0, tol):
         r, c = _residual(net, h, z)
         return r, _scaled(r, z, N), c
 
-    def direction(z, r, c):
-        Jz, lam = _jacobian(net, c)
-        return jnp.linalg.solve(Jz, -r), (Jz, lam)
+    def direction(z, r, c, K_old, refresh):
+        K = lax.cond(refresh, lambda: _variance_sensitivity(net, c["J"], c["S"], c["X"])[0], lambda: K_old)
+        Jz, _, _ = _jacobian(net, c, K)
+        return jnp.linalg.solve(Jz, -r), K, refresh
 
     aux0 = jax.eval_shape(lambda z: _residual(net, h, z)[1], z0)
     aux0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), aux0)
-    cdt = jnp.result_type(dt, jnp.complex64)
-    extra0 = (jnp.zeros((2 * N, 2 * N), dt), jnp.zeros((N,), cdt))
-    st = _damped_newton(evaluate, direction, z0, aux0, extra0, tol, _MAX_NEWTON + _MAX_BACKTRACK)
+    K0 = jnp.zeros((N, N), dt)
+    st = _damped_newton(evaluate, direction, z0, aux0, K0, tol, 2 * _MAX_NEWTON + _MAX_BACKTRACK)
     res = jnp.sqrt(2.0 * st.f / (2 * N))  # rms scaled residual
     converged = jnp.isfinite(st.f) & (res < jnp.sqrt(tol))
     return st, converged, res
@@ -278,19 +305,19 @@ def _solve_fwd(net, h, z0):
     z0 = lax.stop_gradient(z0)
     st, converged, res = _newton(net, h, z0, _tolerance(z0.dtype))
     z = st.z
-    Jz, lam = st.extra
     # Stability at the last iterate (also when Newton failed, or when the Lyapunov
     # solve never succeeded because J was unstable from the start).
     lam_end = jnp.linalg.eigvals(closure.jacobian_at(net, z[:N], z[N:]))
     max_eig = jnp.max(jnp.real(lam_end)).astype(z.dtype)
     aux = jnp.stack([converged.astype(z.dtype), st.k.astype(z.dtype), res, max_eig])
-    return (z[:N], st.aux["S"], aux), (net, h, z, Jz)
+    return (z[:N], st.aux["S"], aux), (net, h, z, st.aux)
 
 
 def _solve_bwd(saved, cts):
-    net, h, z, Jz = saved
+    net, h, z, c = saved
     mu_bar, S_bar, _ = cts
     N = net.N
+    Jz, _, _ = _jacobian(net, c)  # exact at the solution (the forward pass may hold a stale K)
 
     def outputs(z_, net_, h_):
         return z_[:N], _residual(net_, h_, z_)[1]["S"]
