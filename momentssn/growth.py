@@ -31,6 +31,7 @@ map), assigning each new E cell the next target dimension of the task.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -44,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .losses import LossWeights, stationary_loss
+from .losses import LossWeights, loss_per_stimulus
 from .model import SSN
 from .moments import Moments
 from .parameterizations import _INPUT_FIELDS, Field, Parameterization, input_nonlinearity, von_mises_kernel
@@ -214,38 +215,35 @@ def _two_population_defaults() -> Dict[str, float]:
 class Growing(Parameterization):
     """A size-varying SSN parameterization: n_e E cells then n_i I cells, everything free.
 
-        W_ab = s_b w_abs_ab          (s_b = +1 E, -1 I: Dale's law; w_abs log-parameterized)
-        Sigma_eta = L L^T             (L = ``mix`` (N, d_noise) mV, any sign)
-        h = in_a [F h~ + in_b]_+^in_p (F = ``f_in`` (N, d_in), any sign; h~ (..., d_in))
+        W_ab = s_b w_abs_ab            (s_b = +1 E, -1 I: Dale's law; w_abs log-parameterized)
+        Sigma_eta = L L^T               (L = ``mix`` (N, d_noise) mV, any sign)
+        h = in_a [G h~ + in_b]_+^in_p   (G = ``f_in`` (N, N), any sign; h~ (..., N))
 
-    tau = tau_e (E), tau_i (I); tau_noise, k, n fixed (dataclass fields, as in
-    ``Parameterization``).  Parameters, in theta order: ``w_abs`` (N, N) mV/Hz,
-    ``mix`` (N, d_noise) mV, ``f_in`` (N, d_in), ``in_a in_b in_p``.
+    h~ is the raw input of every cell, as in every parameterization (a task's
+    ``inputs`` (S, N)); G mixes it (identity: each cell reads its own raw input, the
+    ``Parameterization`` input map).  tau = tau_e (E), tau_i (I); tau_noise, k, n
+    fixed (dataclass fields, as in ``Parameterization``).  Parameters, in theta order:
+    ``w_abs`` (N, N) mV/Hz, ``mix`` (N, d_noise) mV, ``f_in`` (N, N), ``in_a in_b
+    in_p``: 2 N^2 + N d_noise + 3 numbers.
 
-    ``d_noise`` (the number of noise sources) and ``d_in`` (the raw input dimension,
-    e.g. ``task.n_net``) stay fixed while the network grows; choose d_noise >= the
-    final N so that the final noise covariance can reach full rank.  The inherited
-    field ``m`` is not used (it is set to n_e).
+    ``d_noise`` (the number of noise sources) stays fixed while the network grows;
+    choose d_noise >= the final N so that the final noise covariance can reach full
+    rank.  The inherited field ``m`` is not used (it is set to n_e).
 
-    :meth:`split` is :func:`split_neuron` at the parameter level: log-magnitudes
-    log(w / 2) = log w - log 2 for the halved outgoing weights, copied rows of
-    w_abs, ``mix`` and ``f_in``; so ``network(split(theta))`` = ``split_neuron(network(theta))``
-    and ``inputs`` and ``noise_factor`` split like :func:`split_inputs` and
-    :func:`split_noise_factor`.
+    :meth:`split` is :func:`split_neuron` at the parameter level (see there).
     """
 
     n_e: int = 1
     n_i: int = 1
-    d_in: int = 2
     d_noise: int = 2
 
     kind: ClassVar[str] = "growing"
 
     def __post_init__(self):
-        for name, low in (("n_e", 1), ("n_i", 1), ("d_in", 1), ("d_noise", 1)):
+        for name in ("n_e", "n_i", "d_noise"):
             val = getattr(self, name)
-            if isinstance(val, bool) or int(val) != val or int(val) < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {val!r}")
+            if isinstance(val, bool) or int(val) != val or int(val) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {val!r}")
             object.__setattr__(self, name, int(val))
         object.__setattr__(self, "m", self.n_e)
         super().__post_init__()
@@ -262,7 +260,7 @@ class Growing(Parameterization):
         return (
             Field("w_abs", (N, N), "positive", "mV/Hz"),
             Field("mix", (N, self.d_noise), "real", "mV"),
-            Field("f_in", (N, self.d_in), "real", ""),
+            Field("f_in", (N, N), "real", ""),
         ) + _INPUT_FIELDS
 
     def dale_signs(self) -> jax.Array:
@@ -296,27 +294,26 @@ class Growing(Parameterization):
         return self.field(theta, "mix")
 
     def inputs(self, theta, h_raw) -> jax.Array:
-        """h = in_a [F h~ + in_b]_+^in_p (mV); h_raw (..., d_in) -> (..., N).  Traceable."""
+        """h = in_a [G h~ + in_b]_+^in_p (mV); h_raw (..., N) -> (..., N).  Traceable."""
         h_raw = jnp.asarray(h_raw)
-        if h_raw.shape[-1:] != (self.d_in,):
-            raise ValueError(f"h_raw must have shape (..., d_in={self.d_in}), got {h_raw.shape}")
-        F = self.field(theta, "f_in")
+        if h_raw.shape[-1:] != (self.N,):
+            raise ValueError(f"h_raw must have shape (..., {self.N}), got {h_raw.shape}")
+        G = self.field(theta, "f_in")
         return input_nonlinearity(
-            h_raw @ F.T, self.field(theta, "in_a"), self.field(theta, "in_b"), self.field(theta, "in_p")
+            h_raw @ G.T, self.field(theta, "in_a"), self.field(theta, "in_b"), self.field(theta, "in_p")
         )
 
     # ---- initialization
-    def init_params(self, seed: int = 0, scale: float = 0.0, e_inputs=None, i_inputs=None) -> Dict[str, object]:
-        """Physical params of a network with Baseline15's summed weights, any size.
+    def init_params(self, seed: int = 0, scale: float = 0.0) -> Dict[str, object]:
+        """Physical params of a network with Baseline15's summed weights, at any size.
 
         Every E -> E weight is w_EE / n_e times exp(scale g) (g ~ N(0, 1)), and so on
         for the four blocks (w_XY from ``Baseline15``'s default network summed over the
         ring: 0.47, 0.44, 0.76, 0.38 mV/Hz), so the population-averaged network is the
         same at every size.  Row a of L is sqrt(var_X) times a random unit vector of
-        R^d_noise (var_E = 3.01, var_I = 1.51 mV^2; every noise source used, nearly
-        uncorrelated cells).  F selects one raw input per cell: ``e_inputs`` (n_e,) and
-        ``i_inputs`` (n_i,) raw-input indices (default a mod d_in for cell a).
-        in_a = 2 mV, in_b = 2, in_p = 1.  Deterministic given ``seed``.
+        R^d_noise (var_E = 3.01, var_I = 1.51 mV^2: every noise source used).  G = I
+        (each cell reads its own raw input); in_a = 2 mV, in_b = 2, in_p = 1
+        (Baseline15's).  Deterministic given ``seed``.
         """
         d = _two_population_defaults()
         rng = np.random.default_rng(seed)
@@ -329,16 +326,7 @@ class Growing(Parameterization):
         dirs = rng.standard_normal((self.N, self.d_noise))
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         std = np.sqrt(np.r_[np.full(ne, d["var_e"]), np.full(ni, d["var_i"])])
-        e_inputs = np.arange(ne) % self.d_in if e_inputs is None else np.asarray(e_inputs)
-        i_inputs = (ne + np.arange(ni)) % self.d_in if i_inputs is None else np.asarray(i_inputs)
-        sel = np.r_[e_inputs, i_inputs].astype(int)
-        if sel.shape != (self.N,) or np.any(sel < 0) or np.any(sel >= self.d_in):
-            raise ValueError(
-                f"e_inputs/i_inputs must give {ne} + {ni} raw-input indices in [0, {self.d_in}), got {sel.tolist()}"
-            )
-        f_in = np.zeros((self.N, self.d_in))
-        f_in[np.arange(self.N), sel] = 1.0
-        return {"w_abs": w_abs, "mix": std[:, None] * dirs, "f_in": f_in,
+        return {"w_abs": w_abs, "mix": std[:, None] * dirs, "f_in": np.eye(self.N),
                 "in_a": d["in_a"], "in_b": d["in_b"], "in_p": d["in_p"]}
 
     def default_params(self) -> Dict[str, object]:
@@ -349,23 +337,47 @@ class Growing(Parameterization):
     def split(self, theta, i: int) -> Tuple["Growing", jax.Array]:
         """Split neuron i at the parameter level: (the grown parameterization, theta').
 
-        In the unconstrained coordinates: w_abs rows and columns duplicated (P . P^T),
-        then log w_abs[:, i] and [:, i+1] lowered by log 2 (the halved outgoing
-        weights); ``mix`` and ``f_in`` rows duplicated; in_a, in_b, in_p unchanged.
-        ``self.network`` of the result equals ``split_neuron(self.network(theta), i)``
-        (up to rounding of exp), and the copy is E iff i < n_e.  Traceable in theta.
+        In the unconstrained coordinates, with P the duplication matrix and P0 = P with
+        the copy's row zeroed::
+
+            log w_abs' = P log w_abs P^T - log 2 (columns i and i+1)   (W' = P W P^T D)
+            L'         = P L                                           (noise factor)
+            G'         = P G P0^T                                      (input mixing)
+
+        in_a, in_b, in_p unchanged.  So ``network(theta')`` equals
+        ``split_neuron(network(theta), i)`` (up to the rounding of exp(t - log 2) vs
+        exp(t) / 2), ``noise_factor(theta') = split_noise_factor(noise_factor(theta), i)``
+        and, for any raw input h~' of the grown network whose old cells see the old
+        h~ (the copy's own raw input column is free: G' ignores it until trained),
+        ``inputs(theta', h~') = split_inputs(inputs(theta, h~), i)``.  The copy is E iff
+        i < n_e.  Traceable in theta.
         """
         theta = self._check_theta(theta)
         i = _check_index(i, self.N)
-        src = duplication_index(self.N, i)
-        sl = self._slices()
-        raw = {name: theta[a:b].reshape(f.shape) for name, (a, b, f) in sl.items()}
-        shift = np.zeros(self.N + 1)
-        shift[[i, i + 1]] = _LOG2
-        w = raw["w_abs"][src][:, src] - jnp.asarray(shift, theta.dtype)[None, :]
         new = dataclasses.replace(self, n_e=self.n_e + (i < self.n_e), n_i=self.n_i + (i >= self.n_e))
-        parts = [w, raw["mix"][src], raw["f_in"][src]] + [raw[f.name] for f in _INPUT_FIELDS]
-        return new, jnp.concatenate([jnp.ravel(p) for p in parts])
+        return new, _split_theta(self, theta, i)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _split_theta(param: Growing, theta: jax.Array, i: int) -> jax.Array:
+    """theta' of :meth:`Growing.split` (compiled once per size and i: eager gathers at
+    ever new shapes would each compile)."""
+    src = duplication_index(param.N, i)
+    raw = {name: theta[a:b].reshape(f.shape) for name, (a, b, f) in param._slices().items()}
+    shift = np.zeros(param.N + 1)
+    shift[[i, i + 1]] = _LOG2
+    w = raw["w_abs"][src][:, src] - jnp.asarray(shift, theta.dtype)[None, :]
+    G = raw["f_in"][src][:, src].at[:, i + 1].set(0.0)
+    parts = [w, raw["mix"][src], G] + [raw[f.name] for f in _INPUT_FIELDS]
+    return jnp.concatenate([jnp.ravel(p) for p in parts])
+
+
+# compiled variants used inside the growth loop (eager ops at ever new shapes each compile)
+_split_neuron_jit = jax.jit(split_neuron, static_argnums=1)
+_split_moments_jit = jax.jit(split_moments, static_argnums=1)
+_network_and_inputs = jax.jit(lambda param, theta, h_raw: (param.network(theta), param.inputs(theta, h_raw)),
+                              static_argnums=0)
+_loss_per_stimulus_jit = jax.jit(loss_per_stimulus)
 
 
 # =========================================================================== growth
@@ -463,7 +475,8 @@ class GrowthStage(NamedTuple):
         training (inf if unstable).
     stable: the closure had a stable fixed point for every stimulus after training.
     max_real_eig: largest real part of the Jacobian's eigenvalues over stimuli (1/ms).
-    targets: (n_e,) target dimension of every E cell (network order).
+    targets: (n_e,) target dimension (= task E cell) of every E cell, network order.
+    i_cells: (n_i,) the task I cell played by every I cell, network order.
     splits: the splits done after training, ``(population, parent, new cell)`` each.
     train_history: what the train function reported (e.g. ``TrainResult.history``), or None.
     wall_time_s: seconds spent in the stage (training, checks and splits).
@@ -476,6 +489,7 @@ class GrowthStage(NamedTuple):
     stable: bool
     max_real_eig: float
     targets: Tuple[int, ...]
+    i_cells: Tuple[int, ...]
     splits: Tuple[Tuple[str, int, int], ...]
     train_history: Optional[list]
     wall_time_s: float
@@ -487,9 +501,11 @@ class GrowthResult(NamedTuple):
     param: the final :class:`Growing` parameterization (full size).
     theta: its (param.size,) parameters after the last stage's training.
     net: ``param.network(theta)``.
-    targets: (n_e,) the target dimension of every E cell of ``net`` (network order).
-    task: the task restricted and ordered to those targets (``task.target_mean[:, a]``
-        is the target of E cell a): evaluate ``net`` on it.
+    targets: (n_e,) the target dimension (= task E cell) of every E cell of ``net``.
+    i_cells: (n_i,) the task I cell played by every I cell of ``net``.
+    task: the task as seen by ``net``: inputs (S, N) of its cells in network order,
+        ``target_mean[:, a]`` the target of E cell a.  Evaluate ``param``/``net`` on it
+        (e.g. ``ms.stationary_loss(param, theta, task.inputs, ...)``).
     stages: list of :class:`GrowthStage`.
     wall_time_s: total seconds (this call; resumed stages keep their own times).
     """
@@ -498,6 +514,7 @@ class GrowthResult(NamedTuple):
     theta: np.ndarray
     net: SSN
     targets: Tuple[int, ...]
+    i_cells: Tuple[int, ...]
     task: Task
     stages: List[GrowthStage]
     wall_time_s: float
@@ -536,32 +553,52 @@ def _check_sizes(sizes, n_e: int, n_i: int) -> List[Tuple[int, int]]:
     return sizes
 
 
-def _subtask(task: Task, targets: Sequence[int]) -> Task:
-    """The task restricted to the target dimensions ``targets`` (in that order)."""
-    t = np.asarray(targets, dtype=int)
+def _subtask(task: Task, e_cells: Sequence[int], i_cells: Sequence[int]) -> Task:
+    """The task seen by a grown network whose E cells are the task's E cells ``e_cells``
+    and whose I cells are the task's I cells ``i_cells`` (in network order).
+
+    inputs (S, n_e + n_i): E cell a reads task column e_cells[a], I cell b column
+    task.n_exc + i_cells[b] (zero if the task has no I inputs); targets: the target
+    dimensions e_cells, in that order.
+    """
+    e = np.asarray(e_cells, dtype=int)
+    n_i_task = task.n_net - task.n_exc
+    S = task.n_stimuli
+    if n_i_task > 0:
+        h_i = task.inputs[:, task.n_exc + np.asarray(i_cells, dtype=int)]
+    else:
+        h_i = np.zeros((S, len(i_cells)))
     return Task(
-        inputs=task.inputs,
-        target_mean=task.target_mean[:, t],
-        target_cov=task.target_cov[:, t][:, :, t],
+        inputs=np.concatenate([task.inputs[:, e], h_i], axis=1),
+        target_mean=task.target_mean[:, e],
+        target_cov=task.target_cov[:, e][:, :, e],
         contrasts=task.contrasts,
-        n_exc=len(t),
-        name=f"{task.name}[{len(t)} targets]",
+        n_exc=len(e),
+        name=f"{task.name}[{len(e)}E+{len(i_cells)}I]",
     )
 
 
-def _closure_check(param: Growing, theta, task: Task):
-    """(loss, stable, max_real_eig, moments or None) of the stationary closure."""
-    loss, aux = stationary_loss(param, jnp.asarray(theta), task.inputs, task.target_mean, task.target_cov)
-    stable = bool(aux.stable)
-    eig = float(np.max(np.asarray(aux.info.max_real_eig)))
-    return float(loss), stable, eig, (aux.moments if stable else None)
+def _closure_check(param: Growing, theta, task: Task, weights: LossWeights = LossWeights()):
+    """(loss, stable, max_real_eig, moments or None) of the stationary closure of
+    ``param.network(theta)`` on ``task``: eq. 7 averaged over stimuli (inf if unstable),
+    as ``momentssn.stationary_loss`` (forward only, no gradient machinery)."""
+    theta = jnp.asarray(theta)
+    net, h = _network_and_inputs(param, theta, jnp.asarray(task.inputs, theta.dtype))
+    moments, info = stationary_solve(net, h)
+    stable = bool(np.all(np.asarray(info.stable)))
+    eig = float(np.max(np.asarray(info.max_real_eig)))
+    if not stable:
+        return float("inf"), False, eig, None
+    per = _loss_per_stimulus_jit(moments, task.target_mean, task.target_cov, weights)
+    return float(jnp.mean(per)), True, eig, moments
 
 
 def stable_initial_theta(
     task: Task,
     *,
     d_noise: int,
-    first_target: int = 0,
+    e_cell: int = 0,
+    i_cell: int = 0,
     seed: int = 0,
     scale: float = 0.1,
     max_attempts: int = 5,
@@ -569,35 +606,37 @@ def stable_initial_theta(
 ) -> Tuple[Growing, jax.Array]:
     """A 1 E + 1 I :class:`Growing` network whose stationary closure is stable at every stimulus.
 
-    Attempt a (a = 0, 1, ..) draws ``init_params(seed + a, scale / 2^a)`` (log-normal
-    weight jitter of relative size ~scale around Baseline15's summed weights); the E
-    cell reads raw input ``first_target`` (its target's input), the I cell the
-    matching I input ``task.n_exc + first_target`` when the task has I inputs.
-    The first attempt whose closure is stable (converged, Re eig J < 0) for every
-    stimulus of ``task`` is returned.
+    The E cell plays the task's E cell ``e_cell`` (its input and target), the I cell
+    the task's I cell ``i_cell``.  Attempt a (a = 0, 1, ..) draws
+    ``init_params(seed + a, scale / 2^a)`` (log-normal jitter of relative size ~scale
+    around Baseline15's summed weights, random noise directions); the first attempt
+    whose closure has a converged fixed point with Re eig J < 0 for every stimulus is
+    returned as (param, theta).
 
     Raises:
-        UnstableNetworkError: no stable start after ``max_attempts`` attempts (names the
-            largest eigenvalue found).
+        UnstableNetworkError: no stable start after ``max_attempts`` attempts (the
+            message lists the largest real eigenvalue of every attempt).
     """
     from .errors import UnstableNetworkError
 
-    if int(max_attempts) < 1:
-        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-    param = Growing(n_e=1, n_i=1, d_in=task.n_net, d_noise=int(d_noise), **(constants or {}))
-    n_i_inputs = task.n_net - task.n_exc
-    i_in = task.n_exc + first_target % n_i_inputs if n_i_inputs > 0 else first_target
-    sub = _subtask(task, [first_target])
+    if isinstance(max_attempts, bool) or int(max_attempts) != max_attempts or int(max_attempts) < 1:
+        raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    if not (math.isfinite(float(scale)) and float(scale) >= 0):
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+    _check_index(e_cell, task.n_targets, "e_cell")
+    if task.n_net > task.n_exc:
+        _check_index(i_cell, task.n_net - task.n_exc, "i_cell")
+    param = Growing(n_e=1, n_i=1, d_noise=int(d_noise), **(constants or {}))
+    sub = _subtask(task, [e_cell], [i_cell])
     eigs = []
     for a in range(int(max_attempts)):
-        params = param.init_params(seed + a, scale / 2.0**a, e_inputs=[first_target], i_inputs=[i_in])
-        theta = param.to_theta(params)
+        theta = param.to_theta(param.init_params(seed + a, float(scale) / 2.0**a))
         _, stable, eig, _ = _closure_check(param, theta, sub)
         if stable:
             return param, theta
         eigs.append(eig)
     raise UnstableNetworkError(
-        f"no stable 1 E + 1 I initialization in {max_attempts} attempts (seeds {seed}..{seed + max_attempts - 1}); "
+        f"no stable 1 E + 1 I initialization in {max_attempts} attempts (seeds {seed}..{seed + int(max_attempts) - 1}); "
         f"largest real parts of the Jacobian's eigenvalues: {[round(e, 4) for e in eigs]} /ms",
         max_real_eig=float(max(eigs)),
     )
@@ -644,36 +683,53 @@ def _steps_for(steps_per_stage, stage: int, n_e: int, n_i: int) -> int:
 # ---- checkpoints
 
 
-def _save_stage(path: Path, param: Growing, theta, assign, stages, counts, next_stage: int) -> None:
+def _save_state(path: Path, param: Growing, theta, cells, stages, counts, next_stage: int) -> None:
     doc = {
         "format": 1,
         "kind": "momentssn.growth",
         "next_stage": next_stage,
         "constants": param.constants(),
         "theta": np.asarray(theta, np.float64).tolist(),
-        "targets": list(assign),
+        "e_cells": list(cells[0]),
+        "i_cells": list(cells[1]),
         "counts": list(counts),
         "stages": [s._asdict() for s in stages],
     }
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written state
 
 
-def _load_stage(path: Path):
+def _load_state(path: Path):
     doc = json.loads(path.read_text())
-    consts = doc["constants"]
+    if doc.get("kind") != "momentssn.growth":
+        raise ValueError(f"{path} is not a growth checkpoint")
+    consts = dict(doc["constants"])
+    consts.pop("m", None)
     param = Growing(**consts)
     theta = jnp.asarray(np.asarray(doc["theta"], np.float64), jnp.result_type(float))
     stages = []
-    for s in doc["stages"]:
-        s["targets"] = tuple(s["targets"])
-        s["splits"] = tuple(tuple(x) for x in s["splits"])
-        stages.append(GrowthStage(**s))
-    return param, theta, list(doc["targets"]), stages, list(doc["counts"]), int(doc["next_stage"])
+    for st in doc["stages"]:
+        st = dict(st)
+        st["targets"] = tuple(st["targets"])
+        st["i_cells"] = tuple(st["i_cells"])
+        st["splits"] = tuple(tuple(x) for x in st["splits"])
+        stages.append(GrowthStage(**st))
+    cells = (list(doc["e_cells"]), list(doc["i_cells"]))
+    return param, theta, cells, stages, list(doc["counts"]), int(doc["next_stage"])
 
 
 # ---- the loop
+
+
+def _check_order(name: str, order, size: int, need: int) -> List[int]:
+    try:
+        out = [int(x) for x in order]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a sequence of ints, got {order!r}") from err
+    if len(set(out)) != len(out) or any(not 0 <= x < size for x in out) or len(out) < need:
+        raise ValueError(f"{name} must list >= {need} distinct indices in [0, {size}), got {order!r}")
+    return out
 
 
 def grow(
@@ -685,6 +741,7 @@ def grow(
     steps_per_stage: Union[int, Sequence[int], Callable[[int, int, int], int]] = 100,
     split_policy: Union[str, Callable[[SplitContext], int]] = "nearest_target",
     target_order: Optional[Sequence[int]] = None,
+    i_order: Optional[Sequence[int]] = None,
     train_fn: Union[str, Callable] = "bptt",
     train_options: Optional[dict] = None,
     d_noise: Optional[int] = None,
@@ -702,60 +759,66 @@ def grow(
     ``steps_per_stage`` steps on its targets, then split cells up to sizes[s + 1]
     (E splits first, then I).  Stage 0 is a stable 1 E + 1 I network
     (:func:`stable_initial_theta`); the last stage trains at the full size and does
-    not split.  Every split is :meth:`Growing.split` (= :func:`split_neuron`), so the
-    network's dynamics right after a split are those before it.
+    not split.  Every split is :meth:`Growing.split` (= :func:`split_neuron`): right
+    after a split the network's dynamics are those before it.
 
-    Targets: E cells carry target dimensions; the initial E cell gets
-    ``target_order[0]`` and each new E cell the next unused one, so a network with n
-    E cells is trained on target_order[:n] (restricted ``target_mean``/``target_cov``,
-    ordered like the E cells).  The new cell starts as an exact copy of its parent
-    (same input row of F) and specializes in training.
+    Cells and targets: every cell of the grown network plays one cell of the task
+    (its raw input column; for E cells also its target dimension).  The initial E
+    cell is task E cell ``target_order[0]``, and each new E cell is the next one of
+    ``target_order``, so a network with n E cells is trained on target_order[:n]
+    (restricted ``target_mean``/``target_cov``, ordered like the network's E cells);
+    likewise new I cells take the next task I cell of ``i_order``.  A new cell starts
+    as an exact copy of its parent (its input row of G reads the parent's raw input;
+    its own raw input enters with weight 0) and specializes in training.
 
     Which cell to split (``split_policy``):
 
-    * ``"nearest_target"`` (default): the E cell whose current stationary moments are
-      closest (mean and variance terms of eq. 7) to the new cell's target -- the copy
-      starts as close to its target as the network allows;
+    * ``"nearest_target"`` (default): the E cell whose current stationary closure
+      moments are closest (mean and variance terms of eq. 7) to the new cell's
+      target, so the copy starts as close to its target as the network allows;
     * ``"largest_error"``: the E cell with the largest error on its own target;
-    * ``"round_robin"``: E cells (and I cells) in turn by position;
+    * ``"round_robin"``: E cells (and I cells) in turn, by position;
     * ``"random"``: uniformly, seeded by (seed, stage);
     * a callable ``policy(ctx: SplitContext) -> cell index`` (for E and I splits).
 
     With the two error-based policies an I split copies the *partner* of the E cell
-    split in the same stage: the I cell inhibiting it most strongly (E/I pairs grow
-    together).  E/I balance: the default ``sizes`` (:func:`growth_sizes`) split one E
-    and one I cell per stage when n_inh = n_exc (I cells in proportion otherwise).
+    split in the same stage (the I cell inhibiting it most strongly), so E/I pairs
+    grow together.  E/I balance: the default ``sizes`` (:func:`growth_sizes`) split one
+    E and one I cell per stage when n_inh = n_exc (I cells in proportion otherwise).
 
     Args:
-        task: the full task (``task.inputs`` (S, d_in) are the raw inputs h~ of the
-            :class:`Growing` input map, fixed during growth).
+        task: the full task (``task.inputs`` (S, N_net): raw inputs of its E then I cells).
         n_exc: final number of E cells, <= task.n_targets (default task.n_targets).
-        n_inh: final number of I cells (default task.n_net - task.n_exc, or n_exc if
-            that is 0).
+        n_inh: final number of I cells, <= the task's I cells if it has any (default
+            task.n_net - task.n_exc, or n_exc if the task has no I inputs, in which
+            case I cells get raw input 0).
         sizes: the schedule, a list of (n_e, n_i) from (1, 1) to (n_exc, n_inh), growing
             at every stage (default :func:`growth_sizes`); e.g. doubling:
             [(1, 1), (2, 2), (4, 4)].
         steps_per_stage: training steps per stage: an int, a sequence (one per stage)
             or ``f(stage, n_e, n_i) -> int``.
         split_policy: see above.
-        target_order: permutation (or subset of >= n_exc entries) of the target
-            dimensions: the order in which E cells get targets (default 0, 1, 2, ..).
+        target_order: order in which E cells get the task's E cells / target
+            dimensions (>= n_exc distinct entries; default 0, 1, 2, ..).
+        i_order: order in which I cells get the task's I cells (default: target_order
+            when the task has as many I as E cells, else 0, 1, 2, ..).
         train_fn: ``"bptt"`` (default: ``momentssn.train.train_bptt``, simulated
             moments, Adam), ``"moments"`` (``momentssn.train.train_moments_adam``,
             closure moments, Adam) or a callable
             ``train_fn(param, task, theta, n_steps, seed) -> theta`` (or an object with
             ``.theta`` and optionally ``.history``, e.g. a ``TrainResult``).
         train_options: keyword arguments for the ``"bptt"``/``"moments"`` trainers
-            (e.g. ``learning_rate``, ``n_trials``, ``t_max``).
+            (e.g. ``learning_rate``, ``n_trials``, ``t_max``, ``progress``).
         d_noise: number of noise sources (columns of the noise factor), fixed during
             growth; default the final size n_exc + n_inh.
         seed: seeds the initialization, the training of stage s (seed + s) and the
             ``"random"`` policy.
         init_scale, max_init_attempts: see :func:`stable_initial_theta`.
         constants: fixed constants of :class:`Growing` (tau_e, tau_i, tau_noise, k, n).
-        checkpoint_dir: if given, the state after every stage (parameters, targets,
+        checkpoint_dir: if given, the state after every stage (parameters, cells,
             history) is written to ``checkpoint_dir/growth.json``.
-        resume: continue from ``checkpoint_dir/growth.json`` if it exists.
+        resume: continue from ``checkpoint_dir/growth.json`` if it exists (a run that
+            was interrupted during a stage redoes that stage).
         progress: print one line per stage.
 
     Returns:
@@ -766,21 +829,27 @@ def grow(
     if not isinstance(task, Task):
         raise ValueError(f"task must be a momentssn Task, got {type(task).__name__}")
     M = task.n_targets
+    n_i_task = task.n_net - task.n_exc
     n_exc = M if n_exc is None else n_exc
     if isinstance(n_exc, bool) or int(n_exc) != n_exc or not 1 <= int(n_exc) <= M:
         raise ValueError(f"n_exc must be an integer in [1, {M}] (one target per E cell), got {n_exc!r}")
     n_exc = int(n_exc)
     if n_inh is None:
-        n_inh = (task.n_net - task.n_exc) or n_exc
-    if isinstance(n_inh, bool) or int(n_inh) != n_inh or int(n_inh) < 1:
-        raise ValueError(f"n_inh must be an integer >= 1, got {n_inh!r}")
+        n_inh = n_i_task or n_exc
+    if isinstance(n_inh, bool) or int(n_inh) != n_inh or int(n_inh) < 1 or (n_i_task and int(n_inh) > n_i_task):
+        limit = f" and <= the task's {n_i_task} I cells" if n_i_task else ""
+        raise ValueError(f"n_inh must be an integer >= 1{limit}, got {n_inh!r}")
     n_inh = int(n_inh)
     sizes = growth_sizes(n_exc, n_inh) if sizes is None else _check_sizes(sizes, n_exc, n_inh)
-    order = list(range(M)) if target_order is None else [int(x) for x in target_order]
-    if len(set(order)) != len(order) or any(not 0 <= x < M for x in order) or len(order) < n_exc:
-        raise ValueError(
-            f"target_order must list >= n_exc={n_exc} distinct target dimensions in [0, {M}), got {target_order!r}"
-        )
+    order = list(range(M)) if target_order is None else _check_order("target_order", target_order, M, n_exc)
+    if i_order is not None:
+        i_ord = _check_order("i_order", i_order, n_i_task or n_inh, n_inh)
+    elif n_i_task == M:
+        i_ord = list(order)
+    else:
+        i_ord = list(range(n_i_task or n_inh))
+    if not n_i_task:
+        i_ord = [0] * n_inh  # no I inputs: every I cell reads a zero raw input
     if isinstance(split_policy, str):
         if split_policy not in _POLICIES:
             raise ValueError(f"split_policy must be one of {sorted(_POLICIES)} or a callable, got {split_policy!r}")
@@ -790,9 +859,10 @@ def grow(
     else:
         raise ValueError(f"split_policy must be a string or a callable, got {split_policy!r}")
     train = _resolve_train_fn(train_fn, train_options)
-    d_noise = n_exc + n_inh if d_noise is None else int(d_noise)
-    if d_noise < 1:
-        raise ValueError(f"d_noise must be >= 1, got {d_noise}")
+    d_noise = n_exc + n_inh if d_noise is None else d_noise
+    if isinstance(d_noise, bool) or int(d_noise) != d_noise or int(d_noise) < 1:
+        raise ValueError(f"d_noise must be an integer >= 1, got {d_noise!r}")
+    d_noise = int(d_noise)
     for s in range(len(sizes)):  # validate the whole schedule before any work
         _steps_for(steps_per_stage, s, *sizes[s])
     if resume and checkpoint_dir is None:
@@ -804,25 +874,25 @@ def grow(
         ckpt = Path(checkpoint_dir) / "growth.json"
 
     if resume and ckpt.exists():
-        param, theta, assign, stages, counts, start = _load_stage(ckpt)
+        param, theta, (e_cells, i_cells), stages, counts, start = _load_state(ckpt)
         if start < len(sizes) and (param.n_e, param.n_i) != sizes[start]:
             raise ValueError(
-                f"the checkpoint in {checkpoint_dir} is at size {(param.n_e, param.n_i)}, "
-                f"which is not stage {start} of this schedule ({sizes[start]})"
+                f"the checkpoint {ckpt} is at size {(param.n_e, param.n_i)}, which is not "
+                f"stage {start} of this schedule ({sizes[start]}): resume with the same sizes"
             )
         if progress:
-            print(f"grow: resumed from {ckpt} at stage {start}/{len(sizes)}", flush=True)
+            print(f"grow: resumed from {ckpt} at stage {start + 1}/{len(sizes)}", flush=True)
     else:
         param, theta = stable_initial_theta(
-            task, d_noise=d_noise, first_target=order[0], seed=seed, scale=init_scale,
+            task, d_noise=d_noise, e_cell=order[0], i_cell=i_ord[0], seed=seed, scale=init_scale,
             max_attempts=max_init_attempts, constants=constants,
         )
-        assign, stages, counts, start = [order[0]], [], [0, 0], 0
+        e_cells, i_cells, stages, counts, start = [order[0]], [i_ord[0]], [], [0, 0], 0
 
     for s in range(start, len(sizes)):
         t0 = time.perf_counter()
-        sub = _subtask(task, assign)
-        stage_targets = tuple(assign)
+        sub = _subtask(task, e_cells, i_cells)
+        stage_cells = (tuple(e_cells), tuple(i_cells))
         n_steps = _steps_for(steps_per_stage, s, param.n_e, param.n_i)
         history = None
         if n_steps > 0:
@@ -843,51 +913,52 @@ def grow(
             )
         splits = []
         if s + 1 < len(sizes):
-            net = param.network(theta)
+            net = _network_and_inputs(param, theta, jnp.asarray(sub.inputs, theta.dtype))[0]
             rng = np.random.default_rng([seed, s])
             target_e, target_i = sizes[s + 1]
             e_parent = None
             while param.n_e < target_e or param.n_i < target_i:
                 pop = "E" if param.n_e < target_e else "I"
                 cand = tuple(range(param.n_e)) if pop == "E" else tuple(range(param.n_e, param.N))
-                new_target = order[len(assign)] if pop == "E" else None
-                ctx = SplitContext(pop, cand, net, moments, tuple(assign), new_target, e_parent,
+                new_target = order[len(e_cells)] if pop == "E" else None
+                ctx = SplitContext(pop, cand, net, moments, tuple(e_cells), new_target, e_parent,
                                    counts[pop == "I"], rng, task)
                 i = policy(ctx)
                 if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or int(i) not in cand:
                     raise ValueError(f"split_policy returned {i!r}, not one of the {pop} cells {cand}")
                 i = int(i)
                 param, theta = param.split(theta, i)
-                net = split_neuron(net, i)
+                net = _split_neuron_jit(net, i)
                 if moments is not None:
-                    moments = split_moments(moments, i)
+                    moments = _split_moments_jit(moments, i)
                 if pop == "E":
-                    assign.insert(i + 1, new_target)
+                    e_cells.insert(i + 1, new_target)
                     e_parent = i
-                elif e_parent is not None and e_parent > i:  # (E cells precede I cells: never)
-                    e_parent += 1
+                else:
+                    b = i - (param.n_e)  # position among the I cells (before the copy)
+                    i_cells.insert(b + 1, i_ord[len(i_cells)])
                 counts[pop == "I"] += 1
                 splits.append((pop, i, i + 1))
         stage = GrowthStage(
             n_e=sizes[s][0], n_i=sizes[s][1], steps=n_steps, loss=loss, stable=stable, max_real_eig=eig,
-            targets=stage_targets, splits=tuple(splits),
+            targets=stage_cells[0], i_cells=stage_cells[1], splits=tuple(splits),
             train_history=_plain(history), wall_time_s=time.perf_counter() - t0,
         )
         stages.append(stage)
         if progress:
             print(
-                f"grow: stage {s + 1}/{len(sizes)} {stage.n_e} E + {stage.n_i} I, {n_steps} steps, "
+                f"grow: stage {s + 1}/{len(sizes)}: {stage.n_e} E + {stage.n_i} I, {n_steps} steps, "
                 f"closure loss {loss:.4g}{'' if stable else ' (UNSTABLE)'}, {stage.wall_time_s:.1f} s",
-                file=sys.stdout, flush=True,
+                flush=True,
             )
         if ckpt is not None:
-            _save_stage(ckpt, param, theta, assign, stages, counts, s + 1)
+            _save_state(ckpt, param, theta, (e_cells, i_cells), stages, counts, s + 1)
 
     theta = np.asarray(theta, np.float64)
     final = jnp.asarray(theta, jnp.result_type(float))
     return GrowthResult(
-        param=param, theta=theta, net=param.network(final), targets=tuple(assign),
-        task=_subtask(task, assign), stages=stages, wall_time_s=time.perf_counter() - t_start,
+        param=param, theta=theta, net=param.network(final), targets=tuple(e_cells), i_cells=tuple(i_cells),
+        task=_subtask(task, e_cells, i_cells), stages=stages, wall_time_s=time.perf_counter() - t_start,
     )
 
 
