@@ -102,7 +102,8 @@ class SimulatedLossAux(NamedTuple):
 
     per_stimulus: (S,) eq. 7 loss of each stimulus (+inf where some trial diverged).
     moments: ``Moments`` of every cell, time-averaged over the last t_avg ms of the
-        across-trial moments: mean (S, N) mV, cov (S, N, N) mV^2 (simulation dtype).
+        across-trial moments: mean (S, N) mV, cov (S, N, N) mV^2 (in the loss's dtype:
+        float64 targets promote float32 simulated moments).
     stable: scalar bool, no trial diverged and every loss is finite.
     stable_per_stimulus: (S,) bool.
     n_diverged: (S,) int32, diverged trials per stimulus.
@@ -547,8 +548,8 @@ def simulated_loss(
     then rejects the step.
 
     Args:
-        param: a parameterization (``.network(theta) -> SSN``, ``.inputs(theta, h_raw)``,
-            hashable: it is a static argument of the compiled loss).
+        param: a parameterization (``.network(theta) -> SSN``, ``.inputs(theta, h_raw)
+            -> (S, N)``; see ``momentssn.parameterizations``).
         task: a ``Task`` (inputs (S, N), target_mean (S, M), target_cov (S, M, M)).
         n_trials: trials per stimulus (>= 2).
         t_max: simulated time per trial (ms, > 0); t_avg: averaging window (ms),
@@ -559,6 +560,9 @@ def simulated_loss(
             and of t_avg.  Default: the largest such stride <= 1 ms / dt.  Memory of the
             records: S (t_max / (stride dt) + 1) N^2 numbers (and as much for their
             cotangents).
+        checkpoint: passed to ``ms.simulate``; False (for benchmarks) drops the
+            ``jax.checkpoint`` on its chunks, so reverse-mode memory grows with the
+            number of steps (see ``benchmarks/train.py``).
 
     Returns:
         ``f(theta, key) -> (loss, SimulatedLossAux)``; loss is a scalar of theta's
@@ -578,6 +582,15 @@ def simulated_loss(
 _sim_value_and_grad = jax.jit(
     jax.value_and_grad(_simulated_loss, argnums=2, has_aux=True), static_argnums=(0, 1)
 )
+
+
+def _hashable(obj) -> bool:
+    """Whether obj can be a static jit argument (the parameterizations are frozen dataclasses)."""
+    try:
+        hash(obj)
+        return True
+    except TypeError:
+        return False
 
 
 def _default_theta(param, theta0):
@@ -609,18 +622,26 @@ def train_bptt(
 ) -> TrainResult:
     """Train ``param`` on ``task`` by Adam on :func:`simulated_loss` (BPTT).
 
-    The value and gradient are compiled once (``jax.jit``; cached across calls with the
-    same parameterization, settings and shapes) and every step simulates with fresh
-    noise, key_t = fold_in(key(seed), t).  theta0 defaults to ``param.default_theta()``
+    The value and gradient are compiled once (``jax.jit``; for a hashable ``param``,
+    e.g. every parameterization of momentssn, the compiled function is reused across
+    calls with an equal parameterization, the same settings and the same task shapes,
+    so resumes do not recompile) and every step simulates with fresh noise,
+    key_t = fold_in(key(seed), t).  theta0 defaults to ``param.default_theta()``
     (float64 when x64 is on; the simulation runs in ``dtype``, float32 by default).
     Simulation settings as in :func:`simulated_loss`, optimizer, checkpoint and
     resume settings as in :func:`adam_train`.
     """
     cfg = _sim_config(n_trials, t_max, t_avg, dt, dtype, record_stride)
     data = _task_arrays(param, task, weights)
+    if _hashable(param):
 
-    def value_and_grad(theta, key):
-        return _sim_value_and_grad(param, cfg, theta, key, data)
+        def value_and_grad(theta, key):
+            return _sim_value_and_grad(param, cfg, theta, key, data)
+
+    else:  # compiled for this call only
+        value_and_grad = jax.jit(
+            jax.value_and_grad(lambda th, k: _simulated_loss(param, cfg, th, k, data), has_aux=True)
+        )
 
     return adam_train(
         value_and_grad,
@@ -690,9 +711,15 @@ def train_moments_adam(
             stacklevel=2,
         )
     data = _task_arrays(param, task, weights)
+    if _hashable(param):
 
-    def value_and_grad(theta, key):
-        return _stat_value_and_grad(param, theta, key, data)
+        def value_and_grad(theta, key):
+            return _stat_value_and_grad(param, theta, key, data)
+
+    else:  # compiled for this call only
+        value_and_grad = jax.jit(
+            jax.value_and_grad(lambda th, k: _stationary_objective(param, th, k, data), has_aux=True)
+        )
 
     return adam_train(
         value_and_grad,
