@@ -32,6 +32,7 @@ from .stationary import (
     stationary_solve,
 )
 from .tasks import Task, default_task, get_task, load_task
+from .train import TrainResult, adam_train, simulated_loss, train_bptt, train_moments_adam
 
 __all__ = [
     "SSN",
@@ -78,4 +79,9 @@ __all__ = [
     "crosscheck",
     "CrosscheckReport",
     "TransientComparison",
+    "TrainResult",
+    "adam_train",
+    "simulated_loss",
+    "train_bptt",
+    "train_moments_adam",
 ]
