@@ -287,8 +287,8 @@ def adam_train(
             True stops training (after a checkpoint).
 
     Returns:
-        :class:`TrainResult`.  Stopping early (``max_time`` or the callback) returns
-        ``steps < `` the requested ``steps``; call again with ``resume=True`` to go on.
+        :class:`TrainResult`.  After an early stop (``max_time`` or the callback) its
+        ``steps`` is below the requested number; call again with ``resume=True`` to go on.
     """
     steps = _check_int("steps", steps, 1)
     learning_rate = _check_positive("learning_rate", learning_rate)
