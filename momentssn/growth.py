@@ -20,7 +20,8 @@ noise realization: simulate with ``noise_factor = P L``, see
 eigenvalue of the Jacobian is -1/tau_i (the difference mode u_i - u_{i+1} just
 leaks), so a stable network stays stable.  Halving the *incoming* weights and
 copying the outgoing ones (as in the published code of the growth paper) is not
-neutral: the pair then delivers twice the old output.
+neutral: each copy then receives half of cell i's recurrent input, and the pair
+sends out twice what cell i sent.
 
 :func:`grow` starts from a stable 1 E + 1 I network and alternates "train K steps"
 and "split" (one E and one I cell per stage by default) until the full size, in the
@@ -35,7 +36,6 @@ import functools
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -188,6 +188,7 @@ def split_moments(moments: Moments, i: int) -> Moments:
 # =========================================================================== parameterization
 
 
+@functools.lru_cache(maxsize=1)
 def _two_population_defaults() -> Dict[str, float]:
     """Summed weights (mV/Hz) and noise variances (mV^2) of Baseline15's default network.
 
@@ -229,6 +230,14 @@ class Growing(Parameterization):
     ``d_noise`` (the number of noise sources) stays fixed while the network grows;
     choose d_noise >= the final N so that the final noise covariance can reach full
     rank.  The inherited field ``m`` is not used (it is set to n_e).
+
+    Noise after a split: the copy's row of L equals its parent's (correlation 1, as
+    neutrality requires).  Under plain gradient descent the rows of L stay in their
+    initial row space (dF/dL = 2 (dF/dSigma) L), so private noise for a copy can only
+    appear through optimizers that are not rotation-equivariant (Adam's per-coordinate
+    scaling) -- a singular Sigma_eta is on the boundary of the PSD cone, where every
+    smooth unconstrained parameterization has a zero derivative outwards.  The
+    covariance of u is still full rank when (J, L) is controllable.
 
     :meth:`split` is :func:`split_neuron` at the parameter level (see there).
     """
@@ -315,7 +324,7 @@ class Growing(Parameterization):
         (each cell reads its own raw input); in_a = 2 mV, in_b = 2, in_p = 1
         (Baseline15's).  Deterministic given ``seed``.
         """
-        d = _two_population_defaults()
+        d = dict(_two_population_defaults())
         rng = np.random.default_rng(seed)
         ne, ni = self.n_e, self.n_i
         blocks = np.block([
@@ -391,7 +400,7 @@ class SplitContext(NamedTuple):
     net: the current network.
     moments: its stationary closure moments on the task stimuli, mean (S, N), cov
         (S, N, N), or None when the network was not stable.
-    assign: (n_e,) the target dimension of every E cell (network order).
+    targets: (n_e,) the target dimension of every E cell (network order).
     new_target: the target dimension the new E cell will get (None for I).
     e_parent: the E cell split earlier in this stage (None if none), for I splits.
     count: how many cells of this population were split before (all stages).
@@ -403,7 +412,7 @@ class SplitContext(NamedTuple):
     candidates: Tuple[int, ...]
     net: SSN
     moments: Optional[Moments]
-    assign: Tuple[int, ...]
+    targets: Tuple[int, ...]
     new_target: Optional[int]
     e_parent: Optional[int]
     count: int
@@ -445,7 +454,7 @@ def _nearest_target(ctx: SplitContext) -> int:
         return _partner(ctx)
     if ctx.moments is None:
         return _round_robin(ctx)
-    err = _cell_errors(ctx, [ctx.new_target] * len(ctx.assign), LossWeights())
+    err = _cell_errors(ctx, [ctx.new_target] * len(ctx.targets), LossWeights())
     return ctx.candidates[int(np.argmin(err))]
 
 
@@ -454,7 +463,7 @@ def _largest_error(ctx: SplitContext) -> int:
         return _partner(ctx)
     if ctx.moments is None:
         return _round_robin(ctx)
-    err = _cell_errors(ctx, ctx.assign, LossWeights())
+    err = _cell_errors(ctx, ctx.targets, LossWeights())
     return ctx.candidates[int(np.argmax(err))]
 
 
@@ -578,19 +587,27 @@ def _subtask(task: Task, e_cells: Sequence[int], i_cells: Sequence[int]) -> Task
     )
 
 
-def _closure_check(param: Growing, theta, task: Task, weights: LossWeights = LossWeights()):
-    """(loss, stable, max_real_eig, moments or None) of the stationary closure of
-    ``param.network(theta)`` on ``task``: eq. 7 averaged over stimuli (inf if unstable),
-    as ``momentssn.stationary_loss`` (forward only, no gradient machinery)."""
+class _Check(NamedTuple):
+    loss: float  # eq. 7 averaged over stimuli (inf if not stable)
+    stable: bool  # converged with Re eig J < 0 for every stimulus
+    converged: bool  # Newton converged for every stimulus
+    max_real_eig: float  # over stimuli (1/ms)
+    moments: Optional[Moments]  # None if not stable
+
+
+def _closure_check(param: Growing, theta, task: Task, weights: LossWeights = LossWeights()) -> _Check:
+    """The stationary closure of ``param.network(theta)`` on ``task``: its loss (as
+    ``momentssn.stationary_loss``, forward only) and stability."""
     theta = jnp.asarray(theta)
     net, h = _network_and_inputs(param, theta, jnp.asarray(task.inputs, theta.dtype))
     moments, info = stationary_solve(net, h)
     stable = bool(np.all(np.asarray(info.stable)))
+    converged = bool(np.all(np.asarray(info.converged)))
     eig = float(np.max(np.asarray(info.max_real_eig)))
     if not stable:
-        return float("inf"), False, eig, None
+        return _Check(float("inf"), False, converged, eig, None)
     per = _loss_per_stimulus_jit(moments, task.target_mean, task.target_cov, weights)
-    return float(jnp.mean(per)), True, eig, moments
+    return _Check(float(jnp.mean(per)), True, True, eig, moments)
 
 
 def stable_initial_theta(
@@ -628,17 +645,22 @@ def stable_initial_theta(
         _check_index(i_cell, task.n_net - task.n_exc, "i_cell")
     param = Growing(n_e=1, n_i=1, d_noise=int(d_noise), **(constants or {}))
     sub = _subtask(task, [e_cell], [i_cell])
-    eigs = []
+    failures = []
     for a in range(int(max_attempts)):
         theta = param.to_theta(param.init_params(seed + a, float(scale) / 2.0**a))
-        _, stable, eig, _ = _closure_check(param, theta, sub)
-        if stable:
+        chk = _closure_check(param, theta, sub)
+        if chk.stable:
             return param, theta
-        eigs.append(eig)
+        failures.append((chk.max_real_eig, chk.converged))
+    why = "; ".join(
+        f"seed {seed + a}: " + ("" if conv else "Newton did not converge (the mean dynamics diverge), ")
+        + f"largest Re eig of J {eig:.4g} /ms"
+        for a, (eig, conv) in enumerate(failures)
+    )
     raise UnstableNetworkError(
-        f"no stable 1 E + 1 I initialization in {max_attempts} attempts (seeds {seed}..{seed + int(max_attempts) - 1}); "
-        f"largest real parts of the Jacobian's eigenvalues: {[round(e, 4) for e in eigs]} /ms",
-        max_real_eig=float(max(eigs)),
+        f"no stable 1 E + 1 I initialization in {max_attempts} attempts ({why}); try another seed, "
+        "a smaller init_scale or other constants",
+        max_real_eig=float(max(e for e, _ in failures)),
     )
 
 
@@ -903,7 +925,8 @@ def grow(
             theta = jnp.asarray(out, jnp.result_type(float))
             if theta.shape != (param.size,):
                 raise ValueError(f"train_fn returned theta of shape {theta.shape}, expected ({param.size},)")
-        loss, stable, eig, moments = _closure_check(param, theta, sub)
+        chk = _closure_check(param, theta, sub)
+        loss, stable, eig, moments = chk.loss, chk.stable, chk.max_real_eig, chk.moments
         if not stable:
             warnings.warn(
                 f"grow: after training stage {s} ({param.n_e} E + {param.n_i} I) the stationary closure "

@@ -177,8 +177,8 @@ def test_parameter_level_split_equals_split_neuron():
         h2 = split_inputs(h_raw, i).at[:, i + 1].set(jnp.array([7.0, -3.0, 11.0]))
         np.testing.assert_allclose(p2.inputs(th2, h2), split_inputs(param.inputs(theta, h_raw), i),
                                    rtol=1e-14, atol=1e-14)
-        # traceable in theta (jit), same numbers
-        np.testing.assert_array_equal(jax.jit(lambda t: param.split(t, i)[1])(theta), th2)
+    # traceable in theta (under jit, same numbers)
+    np.testing.assert_array_equal(jax.jit(lambda t: param.split(t, 3)[1])(theta), th2)
     with pytest.raises(ValueError, match="theta must have shape"):
         param.split(jnp.zeros(3), 0)
     with pytest.raises(ValueError, match="i must"):
@@ -208,8 +208,8 @@ def test_growing_json_round_trip_and_population_averages():
 # --------------------------------------------------------------------------- policies
 
 
-def _ctx(population, candidates, net, moments, assign, new_target=None, e_parent=None, count=0, task=None):
-    return SplitContext(population, tuple(candidates), net, moments, tuple(assign), new_target, e_parent,
+def _ctx(population, candidates, net, moments, targets, new_target=None, e_parent=None, count=0, task=None):
+    return SplitContext(population, tuple(candidates), net, moments, tuple(targets), new_target, e_parent,
                         count, np.random.default_rng(0), task)
 
 
@@ -287,6 +287,18 @@ def test_grow_reaches_full_size_neutrally_under_dale(tiny_task, tmp_path):
     assert (tmp_path / "growth.json").exists()
 
 
+def test_grow_default_trainer_is_bptt_from_momentssn_train(tiny_task):
+    """The default train_fn is momentssn.train.train_bptt on the Growing parameterization
+    (tiny simulations; only the first stage trains, to keep the test fast)."""
+    sim = dict(n_trials=4, t_max=20.0, t_avg=10.0, dt=0.5)
+    res = grow(tiny_task, sizes=[(1, 1), (3, 3)], steps_per_stage=[2, 0], train_options=sim, progress=False)
+    hist = res.stages[0].train_history
+    assert hist is not None and len(hist["loss"]) == 2 and np.all(np.isfinite(hist["loss"]))
+    assert all(hist["accepted"]) and min(hist["grad_norm"]) > 0
+    assert res.stages[1].steps == 0 and res.stages[1].train_history is None
+    assert all(s.stable for s in res.stages) and res.net.satisfies_dale()
+
+
 def test_grow_resumes_from_its_checkpoint(tiny_task, tmp_path):
     kw = dict(sizes=[(1, 1), (3, 3)], steps_per_stage=1, split_policy="round_robin", progress=False)
     with pytest.raises(KeyboardInterrupt):
@@ -298,6 +310,30 @@ def test_grow_resumes_from_its_checkpoint(tiny_task, tmp_path):
     np.testing.assert_array_equal(resumed.theta, straight.theta)
     assert resumed.targets == straight.targets and resumed.i_cells == straight.i_cells
     assert [s.splits for s in resumed.stages] == [s.splits for s in straight.stages]
+
+
+def test_grow_reports_an_unstable_stage(tiny_task):
+    """A trainer that makes the network unstable: recorded (stable=False, loss inf) with a
+    warning, and the (neutral) split keeps it unstable."""
+
+    def explode(param, task, theta, n_steps, seed):
+        a, b, f = param._slices()["w_abs"]
+        logw = theta[a:b].reshape(f.shape).at[:, : param.n_e].add(np.log(20.0))  # 20x excitation
+        return theta.at[a:b].set(logw.ravel())
+
+    with pytest.warns(RuntimeWarning, match="not stable"):
+        res = grow(tiny_task, sizes=[(1, 1), (3, 3)], steps_per_stage=[1, 0], train_fn=explode, progress=False)
+    assert [s.stable for s in res.stages] == [False, False]
+    assert res.stages[0].loss == np.inf and res.net.satisfies_dale() and res.net.N == 6
+
+
+def test_unstable_initialization_raises_after_a_few_attempts(tiny_task):
+    with pytest.raises(ms.UnstableNetworkError, match="no stable 1 E \\+ 1 I initialization in 2 attempts"):
+        growth.stable_initial_theta(tiny_task, d_noise=2, constants={"tau_i": 1000.0}, max_attempts=2)
+    with pytest.raises(ValueError, match="max_attempts"):
+        growth.stable_initial_theta(tiny_task, d_noise=2, max_attempts=0)
+    with pytest.raises(ValueError, match="e_cell"):
+        growth.stable_initial_theta(tiny_task, d_noise=2, e_cell=3)
 
 
 def test_grow_validates_arguments(tiny_task, tmp_path):
