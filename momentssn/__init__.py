@@ -14,6 +14,7 @@ from .crosscheck import CrosscheckReport, TransientComparison, crosscheck
 from .errors import UnstableNetworkError
 from .gsm import GSM, ZPosterior
 from .fit import FitResult, fit
+from .growth import Growing, GrowthResult, GrowthStage, grow, split_inputs, split_moments, split_neuron, split_noise_factor
 from .losses import LossAux, LossWeights, loss_per_stimulus, moment_loss, stationary_loss, transient_loss
 from .lyapunov import solve_lyapunov
 from .model import SSN, rate
@@ -84,4 +85,12 @@ __all__ = [
     "simulated_loss",
     "train_bptt",
     "train_moments_adam",
+    "split_neuron",
+    "split_inputs",
+    "split_noise_factor",
+    "split_moments",
+    "Growing",
+    "grow",
+    "GrowthResult",
+    "GrowthStage",
 ]
