@@ -28,6 +28,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 __all__ = ["LBFGSResult", "minimize_lbfgs", "METHODS"]
 
@@ -95,7 +96,9 @@ def _counting(fun):
 
     def wrapped(x):
         count[0] += 1
-        v, g = fun(x)
+        # one dtype, never weakly typed: backends pass x in varying forms, and each new
+        # form would re-trace (and re-compile) a jitted objective
+        v, g = fun(lax.convert_element_type(jnp.asarray(x), jnp.result_type(float)))
         v = jnp.asarray(v)
         bad = ~jnp.isfinite(v)
         # A non-finite value means "no stable network here": +inf with a zero gradient,
@@ -108,13 +111,21 @@ def _counting(fun):
 def _run_jaxopt(fun, x0, stop: _Stopper, history_size):
     import jaxopt
 
+    # Armijo backtracking (halving): jaxopt's default backtracking condition is strong
+    # Wolfe, whose curvature test can never be met by shrinking a step that is already
+    # too short, so it stalled in endless tiny steps.  The first trial of every line
+    # search is the full L-BFGS step (linesearch_init="max", max_stepsize 1).
+    linesearch = jaxopt.BacktrackingLineSearch(
+        fun=fun, value_and_grad=True, maxiter=40, condition="armijo", decrease_factor=0.5,
+        max_stepsize=1.0, jit=False,
+    )
     solver = jaxopt.LBFGS(
         fun=fun,
         value_and_grad=True,
         maxiter=stop.max_iter + 1,
         tol=0.0,
-        linesearch="backtracking",
-        maxls=40,
+        linesearch=linesearch,
+        linesearch_init="max",
         history_size=history_size,
         jit=False,  # stepped from Python: the objective is compiled once on its own
         implicit_diff=False,
