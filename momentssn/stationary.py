@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 _MAX_NEWTON = 40
+_AT_ROOT = 1e-10  # a K computed this close (relative) to the root is used as the exact one
 _MAX_BACKTRACK = 30
 
 
@@ -258,7 +259,7 @@ def _newton(net: SSN, h, z0, tol):
     recomputed only when the previous step contracted poorly.
 
     Returns (state, converged, rms scaled residual); ``state.aux`` is the closure at
-    the solution.
+    the solution and ``state.extra`` = (K, eigenvalues of J, z where they were computed).
     """
     N = net.N
     dt = z0.dtype
@@ -267,15 +268,21 @@ def _newton(net: SSN, h, z0, tol):
         r, c = _residual(net, h, z)
         return r, _scaled(r, z, N), c
 
-    def direction(z, r, c, K_old, refresh):
-        K = lax.cond(refresh, lambda: _variance_sensitivity(net, c["J"], c["S"], c["X"])[0], lambda: K_old)
+    def direction(z, r, c, old, refresh):
+        def fresh_K():
+            K, lam = _variance_sensitivity(net, c["J"], c["S"], c["X"])
+            return K, lam, z
+
+        K, lam, zK = lax.cond(refresh, fresh_K, lambda: old)
         Jz, _, _ = _jacobian(net, c, K)
-        return jnp.linalg.solve(Jz, -r), K, refresh
+        return jnp.linalg.solve(Jz, -r), (K, lam, zK), refresh
 
     aux0 = jax.eval_shape(lambda z: _residual(net, h, z)[1], z0)
     aux0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), aux0)
-    K0 = jnp.zeros((N, N), dt)
-    st = _damped_newton(evaluate, direction, z0, aux0, K0, tol, 2 * _MAX_NEWTON + _MAX_BACKTRACK)
+    cdt = jnp.result_type(dt, jnp.complex64)
+    # (K, eigenvalues of J, the point where both were computed; NaN: nowhere yet)
+    extra0 = (jnp.zeros((N, N), dt), jnp.zeros((N,), cdt), jnp.full_like(z0, jnp.nan))
+    st = _damped_newton(evaluate, direction, z0, aux0, extra0, tol, 2 * _MAX_NEWTON + _MAX_BACKTRACK)
     res = jnp.sqrt(2.0 * st.f / (2 * N))  # rms scaled residual
     converged = jnp.isfinite(st.f) & (res < jnp.sqrt(tol))
     return st, converged, res
@@ -305,19 +312,27 @@ def _solve_fwd(net, h, z0):
     z0 = lax.stop_gradient(z0)
     st, converged, res = _newton(net, h, z0, _tolerance(z0.dtype))
     z = st.z
+    K, lam, zK = st.extra
+    # K and the eigenvalues are those of the root when they were computed within
+    # round-off of it (typical from a warm start); otherwise recompute what is needed.
+    at_root = jnp.max(jnp.abs(z - zK) / (1.0 + jnp.abs(z))) <= _AT_ROOT  # False if zK is NaN
     # Stability at the last iterate (also when Newton failed, or when the Lyapunov
     # solve never succeeded because J was unstable from the start).
-    lam_end = jnp.linalg.eigvals(closure.jacobian_at(net, z[:N], z[N:]))
+    lam_end = lax.cond(
+        at_root, lambda: lam, lambda: jnp.linalg.eigvals(closure.jacobian_at(net, z[:N], z[N:])).astype(lam.dtype)
+    )
     max_eig = jnp.max(jnp.real(lam_end)).astype(z.dtype)
     aux = jnp.stack([converged.astype(z.dtype), st.k.astype(z.dtype), res, max_eig])
-    return (z[:N], st.aux["S"], aux), (net, h, z, st.aux)
+    return (z[:N], st.aux["S"], aux), (net, h, z, st.aux, K, at_root)
 
 
 def _solve_bwd(saved, cts):
-    net, h, z, c = saved
+    net, h, z, c, K, at_root = saved
     mu_bar, S_bar, _ = cts
     N = net.N
-    Jz, _, _ = _jacobian(net, c)  # exact at the solution (the forward pass may hold a stale K)
+    # the exact Jacobian at the root (the forward pass may only hold a stale K)
+    K = lax.cond(at_root, lambda: K, lambda: _variance_sensitivity(net, c["J"], c["S"], c["X"])[0])
+    Jz, _, _ = _jacobian(net, c, K)
 
     def outputs(z_, net_, h_):
         return z_[:N], _residual(net_, h_, z_)[1]["S"]
