@@ -26,7 +26,6 @@ import numpy as np
 
 from .losses import LossWeights, stationary_loss, transient_loss
 from .optim import minimize_lbfgs
-from .stationary import initial_guess
 
 __all__ = ["FitResult", "fit", "loss_function"]
 
@@ -90,20 +89,9 @@ def fit(
     """
     t_start = time.perf_counter()
     fun = loss_function(param, task, loss, weights)
-    vg_jit = jax.jit(jax.value_and_grad(fun, has_aux=True))
-    h_raw = jnp.asarray(task.inputs)
-    warm = {}
 
-    def value_and_grad(theta):
-        """Warm-started: each solve starts from the last finite evaluation's moments."""
-        init = warm.get("init")
-        if init is None:
-            init = initial_guess(param.network(theta), param.inputs(theta, h_raw))
-        (v, aux), g = vg_jit(theta, init)
-        if np.isfinite(float(v)):
-            m = aux.moments
-            warm["init"] = jnp.concatenate([m.mean, jnp.diagonal(m.cov, axis1=-2, axis2=-1)], -1)
-        return v, g
+    def objective(theta):  # pure: each solve starts from the solver's default guess
+        return fun(theta, None)[0]
     starts = [jnp.asarray(param.default_theta() if theta0 is None else theta0)]
     base = starts[0]
     for r in range(restarts):
@@ -113,7 +101,6 @@ def fit(
     histories, iterations, messages = [], 0, []
 
     for i, th0 in enumerate(starts):
-        warm.clear()  # each start solves from scratch first
         elapsed = time.perf_counter() - t_start
         budget = None if max_time is None else max_time - elapsed
         if budget is not None and budget <= 0:
@@ -128,7 +115,7 @@ def fit(
                 print(f"  start {i + 1}/{len(starts)}  iter {it:4d}  loss {f:.6g}  "
                       f"best {best['loss']:.6g}  {time.perf_counter() - t_start:6.1f} s", flush=True)
 
-        res = minimize_lbfgs(value_and_grad, th0, method=method, max_iter=max_iter,
+        res = minimize_lbfgs(objective, th0, method=method, max_iter=max_iter,
                              max_time=budget, callback=callback)
         histories.append([float(v) for v in res.history])
         iterations += res.iterations

@@ -1,16 +1,17 @@
 """L-BFGS behind one small interface.
 
-    result = minimize_lbfgs(value_and_grad, x0, method="jaxopt", max_iter=200)
+    result = minimize_lbfgs(loss, x0, method="jaxopt", max_iter=200)
 
-``value_and_grad(x) -> (value, grad)`` is any callable (usually jitted) on a flat float
-vector; it may return ``value = +inf`` (e.g. the network became unstable): every
-backend then backtracks, and the fit continues from the last finite point.
+``loss(x) -> value`` is a pure, JAX-traceable function of a flat float vector; each
+backend differentiates it and compiles its own step around it, so one iteration (line
+search included) is one compiled call.  It may return ``+inf`` (e.g. the network
+became unstable): every backend then backtracks, and the fit continues from the last
+finite point.
 
 Backends (``method``):
   * ``"jaxopt"`` (default): ``jaxopt.LBFGS`` with a backtracking (Armijo) line search,
-    stepped from Python (``jit=False``: the objective is compiled once by the caller,
-    and may keep Python-side state such as solver warm starts).  jaxopt is unmaintained upstream, which is why it lives
-    behind this function only.
+    one jitted ``update`` per iteration.  jaxopt is unmaintained upstream, which is why
+    it lives behind this function only.
   * ``"optax"``: ``optax.lbfgs`` with its zoom (strong Wolfe) line search.
   * ``"scipy"``: ``scipy.optimize.minimize(method="L-BFGS-B")`` in float64 numpy.
 
@@ -55,6 +56,7 @@ class _Stopper:
         self.history: list = []
         self.best_x, self.best_f = None, np.inf
         self.flat = 0
+        self.n_evals = 0
         self.message = "max_iter reached"
         self.converged = False
 
@@ -91,52 +93,57 @@ class _Stopper:
         return False
 
 
-def _counting(fun):
-    count = [0]
+def _safe(loss: Callable) -> Callable:
+    """x -> (value, grad) of ``loss``, jitted, with NaN/inf values mapped to (+inf, 0).
 
-    def wrapped(x):
-        count[0] += 1
-        # one dtype, never weakly typed: backends pass x in varying forms, and each new
-        # form would re-trace (and re-compile) a jitted objective
-        v, g = fun(lax.convert_element_type(jnp.asarray(x), jnp.result_type(float)))
-        v = jnp.asarray(v)
-        bad = ~jnp.isfinite(v)
-        # A non-finite value means "no stable network here": +inf with a zero gradient,
-        # so line searches backtrack instead of propagating NaN.
-        return jnp.where(bad, jnp.inf, v), jnp.where(bad, 0.0, jnp.nan_to_num(g))
+    A non-finite value means "no stable network here": +inf with a zero gradient makes
+    every line search backtrack instead of propagating NaN.
+    """
 
-    return wrapped, count
+    def f(x):
+        v = loss(x)
+        return jnp.where(jnp.isfinite(v), v, jnp.inf)
+
+    def vg(x):
+        v, g = jax.value_and_grad(f)(x)
+        ok = jnp.isfinite(v)
+        return v, jnp.where(ok, jnp.nan_to_num(g), 0.0)
+
+    return f, jax.jit(vg)
 
 
-def _run_jaxopt(fun, x0, stop: _Stopper, history_size):
+def _run_jaxopt(loss, x0, stop: _Stopper, history_size):
     import jaxopt
 
-    # Armijo backtracking (halving): jaxopt's default backtracking condition is strong
-    # Wolfe, whose curvature test can never be met by shrinking a step that is already
-    # too short, so it stalled in endless tiny steps.  The first trial of every line
-    # search is the full L-BFGS step (linesearch_init="max", max_stepsize 1).
+    f, vg = _safe(loss)
+    # Armijo backtracking (halving) from the full L-BFGS step: jaxopt's default
+    # backtracking condition is strong Wolfe, whose curvature test can never be met by
+    # shrinking a step that is already too short (it stalled in endless tiny steps).
     linesearch = jaxopt.BacktrackingLineSearch(
-        fun=fun, value_and_grad=True, maxiter=40, condition="armijo", decrease_factor=0.5,
-        max_stepsize=1.0, jit=False,
+        fun=vg, value_and_grad=True, maxiter=40, condition="armijo", decrease_factor=0.5,
+        max_stepsize=1.0, jit=True,
     )
     solver = jaxopt.LBFGS(
-        fun=fun,
+        fun=vg,
         value_and_grad=True,
         maxiter=stop.max_iter + 1,
         tol=0.0,
         linesearch=linesearch,
         linesearch_init="max",
         history_size=history_size,
-        jit=False,  # stepped from Python: the objective is compiled once on its own
+        jit=True,  # one compiled update (line search included)
         implicit_diff=False,
     )
-    x = jnp.asarray(x0)
+    update = jax.jit(solver.update)
+    x = x0
     state = solver.init_state(x)
-    f0, g0 = fun(x)
+    f0, g0 = vg(x)
+    stop.n_evals += 1
     if stop.record(x, f0, g0):
         return
     while True:
-        x_new, state = solver.update(x, state)
+        x_new, state = update(x, state)
+        stop.n_evals = int(state.num_fun_eval) + 1
         f, g = state.value, state.grad
         if not np.isfinite(float(f)):
             stop.message = "line search found no finite point"
@@ -146,62 +153,79 @@ def _run_jaxopt(fun, x0, stop: _Stopper, history_size):
             return
 
 
-def _run_optax(fun, x0, stop: _Stopper, history_size):
+def _run_optax(loss, x0, stop: _Stopper, history_size):
     import optax
 
-    value_only = lambda x: fun(x)[0]  # noqa: E731
+    f, vg = _safe(loss)
     opt = optax.lbfgs(memory_size=history_size)
 
     @jax.jit
-    def step(x, state, f, g):
-        updates, state = opt.update(g, state, x, value=f, grad=g, value_fn=value_only)
-        return optax.apply_updates(x, updates), state
+    def step(x, state, v, g):
+        updates, state = opt.update(g, state, x, value=v, grad=g, value_fn=f)
+        x = optax.apply_updates(x, updates)
+        return x, state
 
-    x = jnp.asarray(x0)
+    x = x0
     state = opt.init(x)
-    f, g = fun(x)
-    if stop.record(x, f, g):
+    v, g = vg(x)
+    stop.n_evals += 1
+    if stop.record(x, v, g):
         return
     while True:
-        x_new, state = step(x, state, f, g)
-        f_new, g_new = fun(x_new)
-        if not np.isfinite(float(f_new)):
+        x_new, state = step(x, state, v, g)
+        v_new, g_new = vg(x_new)
+        stop.n_evals += 1 + int(optax.tree_utils.tree_get(state, "num_linesearch_steps"))
+        if not np.isfinite(float(v_new)):
             stop.message = "line search found no finite point"
             return
-        x, f, g = x_new, f_new, g_new
-        if stop.record(x, f, g):
+        x, v, g = x_new, v_new, g_new
+        if stop.record(x, v, g):
             return
 
 
-def _run_scipy(fun, x0, stop: _Stopper, history_size):
+def _run_scipy(loss, x0, stop: _Stopper, history_size, first_step=0.05):
+    """L-BFGS-B on y with x = x0 + first_step * y.
+
+    L-BFGS-B's first trial step has unit length; in y that is a step of ``first_step``
+    in x (a unit step in log-parameters would often leave the stable region, and
+    L-BFGS-B gives up when its first line search meets only infinite values).
+    """
     from scipy.optimize import minimize
+
+    _, vg = _safe(loss)
+    x0n = np.asarray(x0, dtype=np.float64)
+    c = float(first_step)
 
     class _Stop(Exception):
         pass
 
     last = {}
 
-    def f_np(x):
-        x = np.asarray(x, dtype=np.float64)
-        if "x" in last and np.array_equal(last["x"], x):
+    def x_of(y):
+        return x0n + c * np.asarray(y, dtype=np.float64)
+
+    def f_np(y):
+        y = np.asarray(y, dtype=np.float64)
+        if "y" in last and np.array_equal(last["y"], y):
             return last["v"], last["g"]
-        v, g = fun(jnp.asarray(x))
+        v, g = vg(jnp.asarray(x_of(y), x0.dtype))
+        stop.n_evals += 1
         # L-BFGS-B cannot take inf: a huge finite value makes its line search backtrack.
         v = float(v) if np.isfinite(float(v)) else 1e300
-        last.update(x=x.copy(), v=v, g=np.asarray(g, dtype=np.float64))
+        last.update(y=y.copy(), v=v, g=c * np.asarray(g, dtype=np.float64))
         return v, last["g"]
 
-    def cb(xk):
-        v, g = f_np(xk)
-        if stop.record(xk, v, g):
+    def cb(yk):
+        v, gy = f_np(yk)
+        if stop.record(x_of(yk), v, gy / c):
             raise _Stop
 
-    v0, g0 = f_np(np.asarray(x0, dtype=np.float64))
-    if stop.record(x0, v0, g0):
+    v0, g0 = f_np(np.zeros_like(x0n))
+    if stop.record(x0n, v0, g0 / c):
         return
     try:
         res = minimize(
-            f_np, np.asarray(x0, dtype=np.float64), jac=True, method="L-BFGS-B", callback=cb,
+            f_np, np.zeros_like(x0n), jac=True, method="L-BFGS-B", callback=cb,
             options=dict(maxiter=stop.max_iter + 1, maxcor=history_size, gtol=0.0, ftol=0.0),
         )
         stop.message = f"scipy: {res.message}"
@@ -210,7 +234,7 @@ def _run_scipy(fun, x0, stop: _Stopper, history_size):
 
 
 def minimize_lbfgs(
-    value_and_grad: Callable,
+    loss: Callable,
     x0,
     *,
     method: str = "jaxopt",
@@ -225,7 +249,9 @@ def minimize_lbfgs(
     """Minimize with L-BFGS (see the module docstring for backends and the stopping rule).
 
     Args:
-        value_and_grad: x (D,) -> (value, grad (D,)); may return +inf / NaN (treated as +inf).
+        loss: x (D,) -> scalar, a pure JAX-traceable function (differentiated with
+            ``jax.value_and_grad`` and compiled inside the backend's step); it may
+            return +inf / NaN (treated as +inf with a zero gradient).
         x0: (D,) starting point.
         method: "jaxopt" | "optax" | "scipy".
         callback: ``callback(it, x, value) -> bool | None``; True stops.
@@ -238,10 +264,9 @@ def minimize_lbfgs(
     x0 = jnp.asarray(x0)
     if x0.ndim != 1:
         raise ValueError(f"x0 must be a flat vector, got shape {x0.shape}")
-    fun, count = _counting(value_and_grad)
     stop = _Stopper(max_iter, gtol, ftol, patience, max_time, callback)
     {"jaxopt": _run_jaxopt, "optax": _run_optax, "scipy": _run_scipy}[method](
-        fun, x0, stop, history_size
+        loss, x0, stop, history_size
     )
     if stop.best_x is None:
         stop.best_x, stop.best_f = np.asarray(x0, np.float64), float("inf")
@@ -249,7 +274,7 @@ def minimize_lbfgs(
         x=stop.best_x,
         value=stop.best_f,
         iterations=max(len(stop.history) - 1, 0),
-        n_evals=count[0],  # Python-level calls (jit-traced line searches count once)
+        n_evals=stop.n_evals,  # objective evaluations, line-search trials included
         history=stop.history,
         converged=stop.converged,
         message=stop.message,
