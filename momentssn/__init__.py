@@ -10,6 +10,7 @@ momentssn never flips this switch for you (the ``momentssn`` command line does, 
 its own process).  Simulation runs in float32 by default in either mode.
 """
 
+from .compare import SimulatedScore, TrainingRun, compare_methods, simulated_score, train_run
 from .crosscheck import CrosscheckReport, TransientComparison, crosscheck
 from .errors import UnstableNetworkError
 from .gsm import GSM, ZPosterior
@@ -85,6 +86,11 @@ __all__ = [
     "simulated_loss",
     "train_bptt",
     "train_moments_adam",
+    "TrainingRun",
+    "SimulatedScore",
+    "train_run",
+    "simulated_score",
+    "compare_methods",
     "split_neuron",
     "split_inputs",
     "split_noise_factor",

@@ -84,6 +84,75 @@ def cmd_fit_baseline(args) -> int:
     return fit_baseline_cli(args)
 
 
+def _bptt_settings(args) -> dict:
+    return dict(n_trials=args.n_trials, t_max=args.t_max, t_avg=args.t_avg, dt=args.dt)
+
+
+def cmd_train(args) -> int:
+    """Train one network with one method; result.json, params and a loss figure in --out."""
+    import numpy as np
+
+    from momentssn.compare import simulated_score, train_run
+    from momentssn.plotting import new_figure, save
+    from momentssn.tasks import get_task
+
+    out = Path(args.out)
+    task = get_task(args.task)
+    print(f"training '{args.net}' by {args.method} on task '{task.name}' for up to {args.max_time:.0f} s",
+          flush=True)
+    run = train_run(args.method, args.net, task, budget_s=args.max_time, seed=args.seed, steps=args.steps,
+                    sim=_bptt_settings(args), out=out, resume=args.resume)
+    result = dict(method=run.method, net=run.net_kind, seed=run.seed, task=str(args.task), failed=run.failed,
+                  failure=run.failure, wall_time_s=run.wall_time_s, loss_kind=run.loss_kind, trace=run.trace,
+                  params=run.params)
+    if not run.failed and not args.no_check:
+        print("scoring the trained network by a long simulation ...", flush=True)
+        sc = simulated_score(run.net, run.inputs, run.target_mean, run.target_cov, seed=args.seed + 12345)
+        result.update(simulated_loss=sc.loss, simulated_loss_per_stimulus=sc.loss_per_stimulus.tolist(),
+                      n_diverged=sc.n_diverged.tolist())
+        print(f"simulated loss {sc.loss:.4g}", flush=True)
+    _write_json(out / "result.json", result)
+    if run.trace["loss"]:
+        fig, axes = new_figure(1, 2, size=(4.2, 3.2))
+        loss = np.asarray(run.trace["loss"], float)
+        axes[0, 0].semilogy(run.trace["iteration"], loss)
+        axes[0, 1].semilogy(run.trace["wall_time_s"], loss)
+        axes[0, 0].set(xlabel="iteration", ylabel=f"loss: {run.loss_kind}")
+        axes[0, 1].set(xlabel="wall time (s)")
+        save(fig, out / "loss.png")
+    print(f"wrote {out / 'result.json'}" + ("" if run.failed else " and the parameters"), flush=True)
+    return 1 if run.failed else 0
+
+
+def cmd_compare(args) -> int:
+    """Several training methods on the same task, seeds and budget; report.md in --out."""
+    from momentssn.compare import compare_methods
+    from momentssn.tasks import get_task
+
+    runs = []
+    for spec in args.runs:
+        method, _, net = spec.partition(":")
+        if not net:
+            raise SystemExit(f"--runs entries are METHOD:NET (e.g. bptt:ring), got {spec!r}")
+        runs.append((method, net))
+    summary = compare_methods(get_task(args.task), runs=runs, seeds=args.seeds, budget_s=args.budget,
+                              out=args.out, sim=_bptt_settings(args))
+    w = summary["winner"]
+    if w:
+        print(f"lowest simulated loss: {w['run']} ({w['median_simulated_loss']:.4g}) "
+              f"in {w['median_wall_time_s']:.0f} s; report: {Path(args.out) / 'report.md'}", flush=True)
+    else:
+        print("every run failed; see the report", flush=True)
+    return 0
+
+
+def _add_bptt_options(q) -> None:
+    q.add_argument("--n-trials", type=int, default=100, help="BPTT: trials per stimulus")
+    q.add_argument("--t-max", type=float, default=500.0, help="BPTT: simulated time from rest (ms)")
+    q.add_argument("--t-avg", type=float, default=100.0, help="BPTT: moments averaged over the last t-avg ms")
+    q.add_argument("--dt", type=float, default=0.2, help="BPTT: time step (ms)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="momentssn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +185,31 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-check", action="store_true", help="skip the simulation check")
     f.add_argument("--resume", action="store_true", help="start from the checkpoint in --out")
     f.set_defaults(func=cmd_fit_baseline)
+
+    from momentssn.compare import DEFAULT_RUNS, METHODS, NETS
+
+    t = sub.add_parser("train", help="train a network with one method (closure or simulation)")
+    t.add_argument("--method", required=True, choices=METHODS)
+    t.add_argument("--net", default="baseline15", choices=NETS, help="parameterization (growth: general)")
+    t.add_argument("--task", default="default", help="'default' (embedded) or a path to task.npz")
+    t.add_argument("--out", default="out/train", help="output folder (result.json, params, checkpoints)")
+    t.add_argument("--max-time", type=float, default=300.0, help="training budget (s)")
+    t.add_argument("--steps", type=int, default=None, help="cap on iterations (default: the budget decides)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    t.add_argument("--no-check", action="store_true", help="skip the long-simulation score")
+    _add_bptt_options(t)
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("compare", help="compare training methods on the same task, seeds and budget")
+    c.add_argument("--task", default="default", help="'default' (embedded) or a path to task.npz")
+    c.add_argument("--out", default="out/compare", help="output folder (report.md, summary.json, figures)")
+    c.add_argument("--runs", nargs="+", default=[f"{m}:{n}" for m, n in DEFAULT_RUNS],
+                   help="METHOD:NET pairs (default: %(default)s)")
+    c.add_argument("--seeds", type=int, nargs="+", default=[0])
+    c.add_argument("--budget", type=float, default=360.0, help="training budget per run (s)")
+    _add_bptt_options(c)
+    c.set_defaults(func=cmd_compare)
     return p
 
 

@@ -38,6 +38,7 @@ class FitResult(NamedTuple):
     iterations: int  # L-BFGS iterations, all restarts
     restarts: int  # number of starts run (default start included)
     history: list  # per start: loss after each iteration
+    times: list  # per start: wall time (s since the fit began) of each history entry
     wall_time_s: float
     method: str
     message: str
@@ -98,7 +99,7 @@ def fit(
         starts.append(jnp.asarray(param.random_theta(seed + r, scale=restart_scale, theta=base)))
 
     best = dict(theta=np.asarray(starts[0]), loss=np.inf)
-    histories, iterations, messages = [], 0, []
+    histories, times, iterations, messages = [], [], 0, []
 
     for i, th0 in enumerate(starts):
         elapsed = time.perf_counter() - t_start
@@ -106,7 +107,10 @@ def fit(
         if budget is not None and budget <= 0:
             break
 
-        def callback(it, x, f, i=i):
+        stamps = []
+
+        def callback(it, x, f, i=i, stamps=stamps):
+            stamps.append(time.perf_counter() - t_start)
             if f < best["loss"]:
                 best.update(theta=np.asarray(x), loss=float(f))
                 if checkpoint is not None:
@@ -118,6 +122,7 @@ def fit(
         res = minimize_lbfgs(objective, th0, method=method, max_iter=max_iter,
                              max_time=budget, callback=callback)
         histories.append([float(v) for v in res.history])
+        times.append(stamps)
         iterations += res.iterations
         messages.append(res.message)
 
@@ -132,6 +137,7 @@ def fit(
         iterations=iterations,
         restarts=len(histories),
         history=histories,
+        times=times,
         wall_time_s=time.perf_counter() - t_start,
         method=method,
         message="; ".join(messages),
