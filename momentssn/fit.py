@@ -119,7 +119,9 @@ def fit(
                 print(f"  start {i + 1}/{len(starts)}  iter {it:4d}  loss {f:.6g}  "
                       f"best {best['loss']:.6g}  {time.perf_counter() - t_start:6.1f} s", flush=True)
 
-        res = minimize_lbfgs(objective, th0, method=method, max_iter=max_iter,
+        # stop when 3 iterations in a row gain less than 1e-6 (relative): past that the
+        # line searches of a flat minimum cost many evaluations for nothing
+        res = minimize_lbfgs(objective, th0, method=method, max_iter=max_iter, ftol=1e-6,
                              max_time=budget, callback=callback)
         histories.append([float(v) for v in res.history])
         times.append(stamps)
