@@ -246,13 +246,21 @@ def train_run(
     try:
         if method == "growth":
             from .growth import grow
+            from .train import train_bptt
 
             n_e = task.n_targets
             n_i = task.n_net - task.n_exc or n_e
             sizes = doubling_sizes(n_e, n_i)
-            per_stage = budget_s / len(sizes)
-            g = grow(task, sizes=sizes, steps_per_stage=steps or 100_000, train_fn="bptt",
-                     train_options=dict(sim, max_time=per_stage), seed=seed,
+            deadline, stage = t0 + budget_s, [0]
+
+            def train_fn(param, sub, theta, n_steps, seed):
+                # what is left of the budget, shared by the stages still to come
+                left = max(deadline - time.perf_counter(), 1.0) / (len(sizes) - stage[0])
+                stage[0] += 1
+                return train_bptt(param, sub, theta0=theta, steps=n_steps, seed=seed, max_time=left,
+                                  progress=False, **sim)
+
+            g = grow(task, sizes=sizes, steps_per_stage=steps or 100_000, train_fn=train_fn, seed=seed,
                      checkpoint_dir=None if out is None else Path(out) / "growth", resume=resume,
                      progress=progress)
             trace, it0, tt = {k: [] for k in empty}, 0, 0.0

@@ -916,11 +916,12 @@ def grow(
         sub = _subtask(task, e_cells, i_cells)
         stage_cells = (tuple(e_cells), tuple(i_cells))
         n_steps = _steps_for(steps_per_stage, s, param.n_e, param.n_i)
-        history = None
+        history, taken = None, n_steps
         if n_steps > 0:
             out = train(param, sub, theta, n_steps, seed + s)
             if hasattr(out, "theta"):
                 history = getattr(out, "history", None)
+                taken = int(getattr(out, "steps", n_steps))  # a time budget may stop it early
                 out = out.theta
             theta = jnp.asarray(out, jnp.result_type(float))
             if theta.shape != (param.size,):
@@ -963,14 +964,14 @@ def grow(
                 counts[pop == "I"] += 1
                 splits.append((pop, i, i + 1))
         stage = GrowthStage(
-            n_e=sizes[s][0], n_i=sizes[s][1], steps=n_steps, loss=loss, stable=stable, max_real_eig=eig,
+            n_e=sizes[s][0], n_i=sizes[s][1], steps=taken, loss=loss, stable=stable, max_real_eig=eig,
             targets=stage_cells[0], i_cells=stage_cells[1], splits=tuple(splits),
             train_history=_plain(history), wall_time_s=time.perf_counter() - t0,
         )
         stages.append(stage)
         if progress:
             print(
-                f"grow: stage {s + 1}/{len(sizes)}: {stage.n_e} E + {stage.n_i} I, {n_steps} steps, "
+                f"grow: stage {s + 1}/{len(sizes)}: {stage.n_e} E + {stage.n_i} I, {taken} steps, "
                 f"closure loss {loss:.4g}{'' if stable else ' (UNSTABLE)'}, {stage.wall_time_s:.1f} s",
                 flush=True,
             )

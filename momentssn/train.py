@@ -597,6 +597,20 @@ def _default_theta(param, theta0):
     return param.default_theta() if theta0 is None else jnp.asarray(theta0)
 
 
+def _adam_on(param, objective, cached, theta0, **adam_options) -> TrainResult:
+    """:func:`adam_train` on ``objective(theta, key) -> (loss, aux)`` for ``param``.
+
+    ``cached(theta, key)`` is the same value-and-gradient through a module-level
+    ``jax.jit`` with ``param`` static, so equal parameterizations share one
+    compilation; an unhashable ``param`` gets a jit of ``objective`` for this call.
+    """
+    if _hashable(param):
+        value_and_grad = cached
+    else:  # compiled for this call only
+        value_and_grad = jax.jit(jax.value_and_grad(objective, has_aux=True))
+    return adam_train(value_and_grad, _default_theta(param, theta0), **adam_options)
+
+
 def train_bptt(
     param,
     task,
@@ -633,29 +647,16 @@ def train_bptt(
     """
     cfg = _sim_config(n_trials, t_max, t_avg, dt, dtype, record_stride)
     data = _task_arrays(param, task, weights)
-    if _hashable(param):
+    def objective(theta, key):
+        return _simulated_loss(param, cfg, theta, key, data)
 
-        def value_and_grad(theta, key):
-            return _sim_value_and_grad(param, cfg, theta, key, data)
+    def cached(theta, key):
+        return _sim_value_and_grad(param, cfg, theta, key, data)
 
-    else:  # compiled for this call only
-        value_and_grad = jax.jit(
-            jax.value_and_grad(lambda th, k: _simulated_loss(param, cfg, th, k, data), has_aux=True)
-        )
-
-    return adam_train(
-        value_and_grad,
-        _default_theta(param, theta0),
-        steps=steps,
-        learning_rate=learning_rate,
-        clip_norm=clip_norm,
-        seed=seed,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        max_time=max_time,
-        progress=progress,
-        callback=callback,
+    return _adam_on(
+        param, objective, cached, theta0, steps=steps, learning_rate=learning_rate, clip_norm=clip_norm,
+        seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+        max_time=max_time, progress=progress, callback=callback,
     )
 
 
@@ -711,27 +712,14 @@ def train_moments_adam(
             stacklevel=2,
         )
     data = _task_arrays(param, task, weights)
-    if _hashable(param):
+    def objective(theta, key):
+        return _stationary_objective(param, theta, key, data)
 
-        def value_and_grad(theta, key):
-            return _stat_value_and_grad(param, theta, key, data)
+    def cached(theta, key):
+        return _stat_value_and_grad(param, theta, key, data)
 
-    else:  # compiled for this call only
-        value_and_grad = jax.jit(
-            jax.value_and_grad(lambda th, k: _stationary_objective(param, th, k, data), has_aux=True)
-        )
-
-    return adam_train(
-        value_and_grad,
-        _default_theta(param, theta0),
-        steps=steps,
-        learning_rate=learning_rate,
-        clip_norm=clip_norm,
-        seed=seed,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        max_time=max_time,
-        progress=progress,
-        callback=callback,
+    return _adam_on(
+        param, objective, cached, theta0, steps=steps, learning_rate=learning_rate, clip_norm=clip_norm,
+        seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+        max_time=max_time, progress=progress, callback=callback,
     )
