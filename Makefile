@@ -21,7 +21,7 @@ setup: $(VENV)/.installed
 
 # The main job on the embedded default task (no download, no data to prepare).
 run: setup
-	$(BIN)/momentssn moments --out $(OUT)/moments
+	$(BIN)/momentssn fit-baseline --task default --out $(OUT)/baseline
 
 # The whole (fast) test suite.
 test: setup
@@ -33,6 +33,7 @@ test-slow: setup
 bench: setup
 	$(BIN)/python benchmarks/moments.py
 	$(BIN)/python benchmarks/simulate.py
+	$(BIN)/python benchmarks/train.py
 
 validate: setup
 	$(BIN)/momentssn validate --suite all --out $(OUT)/validation
