@@ -98,6 +98,8 @@ def cmd_train(args) -> int:
 
     out = Path(args.out)
     task = get_task(args.task)
+    if args.net is None:
+        args.net = "general" if args.method == "growth" else "baseline15"
     print(f"training '{args.net}' by {args.method} on task '{task.name}' for up to {args.max_time:.0f} s",
           flush=True)
     run = train_run(args.method, args.net, task, budget_s=args.max_time, seed=args.seed, steps=args.steps,
@@ -190,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a network with one method (closure or simulation)")
     t.add_argument("--method", required=True, choices=METHODS)
-    t.add_argument("--net", default="baseline15", choices=NETS, help="parameterization (growth: general)")
+    t.add_argument("--net", default=None, choices=NETS,
+                   help="parameterization (default: general for growth, baseline15 otherwise)")
     t.add_argument("--task", default="default", help="'default' (embedded) or a path to task.npz")
     t.add_argument("--out", default="out/train", help="output folder (result.json, params, checkpoints)")
     t.add_argument("--max-time", type=float, default=300.0, help="training budget (s)")
