@@ -112,6 +112,24 @@ def _safe(loss: Callable) -> Callable:
     return f, jax.jit(vg)
 
 
+def _iterate(stop: _Stopper, x, v, g, step) -> None:
+    """The loop of the compiled backends: ``step(x, v, g) -> (x, v, g)`` (one L-BFGS
+    iteration, line search included) until ``stop`` says so; x0 counts as one
+    evaluation and each new point as one more (plus what ``step`` adds)."""
+    stop.n_evals += 1
+    if stop.record(x, v, g):
+        return
+    while True:
+        x_new, v_new, g_new = step(x, v, g)
+        stop.n_evals += 1
+        if not np.isfinite(float(v_new)):
+            stop.message = "line search found no finite point"
+            return
+        x, v, g = x_new, v_new, g_new
+        if stop.record(x, v, g):
+            return
+
+
 def _run_jaxopt(loss, x0, stop: _Stopper, history_size):
     import jaxopt
 
@@ -135,22 +153,14 @@ def _run_jaxopt(loss, x0, stop: _Stopper, history_size):
         implicit_diff=False,
     )
     update = jax.jit(solver.update)
-    x = x0
-    state = solver.init_state(x)
-    f0, g0 = vg(x)
-    stop.n_evals += 1
-    if stop.record(x, f0, g0):
-        return
-    while True:
-        x_new, state = update(x, state)
-        stop.n_evals = int(state.num_fun_eval) + 1
-        f, g = state.value, state.grad
-        if not np.isfinite(float(f)):
-            stop.message = "line search found no finite point"
-            return
-        x = x_new
-        if stop.record(x, f, g):
-            return
+    carry = {"state": solver.init_state(x0)}
+
+    def step(x, v, g):
+        x, carry["state"] = update(x, carry["state"])
+        stop.n_evals = int(carry["state"].num_fun_eval)  # + 1 for x0, added by _iterate
+        return x, carry["state"].value, carry["state"].grad
+
+    _iterate(stop, x0, *vg(x0), step)
 
 
 def _run_optax(loss, x0, stop: _Stopper, history_size):
@@ -165,22 +175,14 @@ def _run_optax(loss, x0, stop: _Stopper, history_size):
         x = optax.apply_updates(x, updates)
         return x, state
 
-    x = x0
-    state = opt.init(x)
-    v, g = vg(x)
-    stop.n_evals += 1
-    if stop.record(x, v, g):
-        return
-    while True:
-        x_new, state = step(x, state, v, g)
-        v_new, g_new = vg(x_new)
-        stop.n_evals += 1 + int(optax.tree_utils.tree_get(state, "num_linesearch_steps"))
-        if not np.isfinite(float(v_new)):
-            stop.message = "line search found no finite point"
-            return
-        x, v, g = x_new, v_new, g_new
-        if stop.record(x, v, g):
-            return
+    carry = {"state": opt.init(x0)}
+
+    def next_point(x, v, g):
+        x, carry["state"] = step(x, carry["state"], v, g)
+        stop.n_evals += int(optax.tree_utils.tree_get(carry["state"], "num_linesearch_steps"))
+        return (x,) + vg(x)
+
+    _iterate(stop, x0, *vg(x0), next_point)
 
 
 def _run_scipy(loss, x0, stop: _Stopper, history_size, first_step=0.05):
