@@ -146,21 +146,19 @@ def _variance_sensitivity(net: SSN, J, S, X):
     return K, lam
 
 
-def _jacobian(net: SSN, c, K=None):
-    """dr/dz (2N, 2N) from the closure ``c`` at z; exact unless a (stale) K is given.
+def _jacobian(net: SSN, c, K):
+    """dr/dz (2N, 2N) from the closure ``c`` at z and K = d diag(S) / d gamma.
 
-    Returns (dr/dz, K, eigenvalues of J used for K).
+    Exact when K is that of z (``_variance_sensitivity``); with a K from an earlier
+    iterate it is the chord Jacobian.
     """
     N = net.N
     nu_mu, g_mu = c["d_mu"]
     nu_s, g_s = c["d_s"]
-    lam = None
-    if K is None:
-        K, lam = _variance_sensitivity(net, c["J"], c["S"], c["X"])
     eye = jnp.eye(N, dtype=c["J"].dtype)
     top = jnp.concatenate([-eye + net.W * nu_mu[None, :], net.W * nu_s[None, :]], axis=1)
     bot = jnp.concatenate([-K * g_mu[None, :], eye - K * g_s[None, :]], axis=1)
-    return jnp.concatenate([top, bot], axis=0), K, lam
+    return jnp.concatenate([top, bot], axis=0)
 
 
 # --------------------------------------------------------------------------- Newton
@@ -274,8 +272,7 @@ def _newton(net: SSN, h, z0, tol):
             return K, lam, z
 
         K, lam, zK = lax.cond(refresh, fresh_K, lambda: old)
-        Jz, _, _ = _jacobian(net, c, K)
-        return jnp.linalg.solve(Jz, -r), (K, lam, zK), refresh
+        return jnp.linalg.solve(_jacobian(net, c, K), -r), (K, lam, zK), refresh
 
     aux0 = jax.eval_shape(lambda z: _residual(net, h, z)[1], z0)
     aux0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), aux0)
@@ -332,7 +329,7 @@ def _solve_bwd(saved, cts):
     N = net.N
     # the exact Jacobian at the root (the forward pass may only hold a stale K)
     K = lax.cond(at_root, lambda: K, lambda: _variance_sensitivity(net, c["J"], c["S"], c["X"])[0])
-    Jz, _, _ = _jacobian(net, c, K)
+    Jz = _jacobian(net, c, K)
 
     def outputs(z_, net_, h_):
         return z_[:N], _residual(net_, h_, z_)[1]["S"]
