@@ -44,6 +44,7 @@ class LBFGSResult(NamedTuple):
     history: list  # objective after each iteration (index 0: at x0)
     converged: bool  # stopped by gtol/ftol (not by max_iter / max_time / callback)
     message: str
+    aux: object = None  # the loss's aux at x (with a ``context``)
 
 
 class _Stopper:
@@ -59,13 +60,18 @@ class _Stopper:
         self.n_evals = 0
         self.message = "max_iter reached"
         self.converged = False
+        self.ctx: tuple = ()  # extra arguments of the loss (see ``context``)
+        self.next_ctx = None
+        self.best_aux = None
 
-    def record(self, x, f, g) -> bool:
-        """Record an accepted iterate; return True to stop."""
+    def record(self, x, f, g, aux=None) -> bool:
+        """Record an accepted iterate (and the loss's aux there); return True to stop."""
         x = np.asarray(x, dtype=np.float64).copy()
         f = float(f)
         if f < self.best_f:
-            self.best_x, self.best_f = x, f
+            self.best_x, self.best_f, self.best_aux = x, f, aux
+        if self.next_ctx is not None and np.isfinite(f):
+            self.ctx = (self.next_ctx(aux, *self.ctx),)
         prev = self.history[-1] if self.history else None
         self.history.append(f)
         it = len(self.history) - 1
@@ -93,57 +99,60 @@ class _Stopper:
         return False
 
 
-def _safe(loss: Callable) -> Callable:
-    """x -> (value, grad) of ``loss``, jitted, with NaN/inf values mapped to (+inf, 0).
+def _safe(loss: Callable, has_ctx: bool) -> Callable:
+    """(x, *ctx) -> ((value, aux), grad) of ``loss``, jitted, with NaN/inf values mapped
+    to (+inf, 0); and the un-jitted (x, *ctx) -> (value, aux).
 
     A non-finite value means "no stable network here": +inf with a zero gradient makes
-    every line search backtrack instead of propagating NaN.
+    every line search backtrack instead of propagating NaN.  Without a context the loss
+    returns the value only and aux is None.
     """
 
-    def f(x):
-        v = loss(x)
-        return jnp.where(jnp.isfinite(v), v, jnp.inf)
+    def f(x, *ctx):
+        v, aux = loss(x, *ctx) if has_ctx else (loss(x), None)
+        return jnp.where(jnp.isfinite(v), v, jnp.inf), aux
 
-    def vg(x):
-        v, g = jax.value_and_grad(f)(x)
+    def vg(x, *ctx):
+        (v, aux), g = jax.value_and_grad(f, has_aux=True)(x, *ctx)
         ok = jnp.isfinite(v)
-        return v, jnp.where(ok, jnp.nan_to_num(g), 0.0)
+        return (v, aux), jnp.where(ok, jnp.nan_to_num(g), 0.0)
 
     return f, jax.jit(vg)
 
 
-def _iterate(stop: _Stopper, x, v, g, step) -> None:
-    """The loop of the compiled backends: ``step(x, v, g) -> (x, v, g)`` (one L-BFGS
-    iteration, line search included) until ``stop`` says so; x0 counts as one
+def _iterate(stop: _Stopper, x, v, g, aux, step) -> None:
+    """The loop of the compiled backends: ``step(x, v, g) -> (x, v, g, aux)`` (one
+    L-BFGS iteration, line search included) until ``stop`` says so; x0 counts as one
     evaluation and each new point as one more (plus what ``step`` adds)."""
     stop.n_evals += 1
-    if stop.record(x, v, g):
+    if stop.record(x, v, g, aux):
         return
     while True:
-        x_new, v_new, g_new = step(x, v, g)
+        x_new, v_new, g_new, aux = step(x, v, g)
         stop.n_evals += 1
         if not np.isfinite(float(v_new)):
             stop.message = "line search found no finite point"
             return
         x, v, g = x_new, v_new, g_new
-        if stop.record(x, v, g):
+        if stop.record(x, v, g, aux):
             return
 
 
 def _run_jaxopt(loss, x0, stop: _Stopper, history_size):
     import jaxopt
 
-    f, vg = _safe(loss)
+    f, vg = _safe(loss, bool(stop.ctx))
     # Armijo backtracking (halving) from the full L-BFGS step: jaxopt's default
     # backtracking condition is strong Wolfe, whose curvature test can never be met by
     # shrinking a step that is already too short (it stalled in endless tiny steps).
     linesearch = jaxopt.BacktrackingLineSearch(
-        fun=vg, value_and_grad=True, maxiter=40, condition="armijo", decrease_factor=0.5,
-        max_stepsize=1.0, jit=True,
+        fun=vg, value_and_grad=True, has_aux=True, maxiter=40, condition="armijo",
+        decrease_factor=0.5, max_stepsize=1.0, jit=True,
     )
     solver = jaxopt.LBFGS(
         fun=vg,
         value_and_grad=True,
+        has_aux=True,
         maxiter=stop.max_iter + 1,
         tol=0.0,
         linesearch=linesearch,
@@ -153,36 +162,41 @@ def _run_jaxopt(loss, x0, stop: _Stopper, history_size):
         implicit_diff=False,
     )
     update = jax.jit(solver.update)
-    carry = {"state": solver.init_state(x0)}
+    carry = {"state": solver.init_state(x0, *stop.ctx)}
 
     def step(x, v, g):
-        x, carry["state"] = update(x, carry["state"])
-        stop.n_evals = int(carry["state"].num_fun_eval)  # + 1 for x0, added by _iterate
-        return x, carry["state"].value, carry["state"].grad
+        x, st = update(x, carry["state"], *stop.ctx)
+        carry["state"] = st
+        stop.n_evals = int(st.num_fun_eval)  # + 1 for x0, added by _iterate
+        return x, st.value, st.grad, st.aux
 
-    _iterate(stop, x0, *vg(x0), step)
+    (v0, aux0), g0 = vg(x0, *stop.ctx)
+    _iterate(stop, x0, v0, g0, aux0, step)
 
 
 def _run_optax(loss, x0, stop: _Stopper, history_size):
     import optax
 
-    f, vg = _safe(loss)
+    f, vg = _safe(loss, bool(stop.ctx))
     opt = optax.lbfgs(memory_size=history_size)
 
     @jax.jit
-    def step(x, state, v, g):
-        updates, state = opt.update(g, state, x, value=v, grad=g, value_fn=f)
+    def step(x, state, v, g, ctx):
+        value_fn = lambda y: f(y, *ctx)[0]  # noqa: E731
+        updates, state = opt.update(g, state, x, value=v, grad=g, value_fn=value_fn)
         x = optax.apply_updates(x, updates)
         return x, state
 
     carry = {"state": opt.init(x0)}
 
     def next_point(x, v, g):
-        x, carry["state"] = step(x, carry["state"], v, g)
+        x, carry["state"] = step(x, carry["state"], v, g, stop.ctx)
         stop.n_evals += int(optax.tree_utils.tree_get(carry["state"], "num_linesearch_steps"))
-        return (x,) + vg(x)
+        (v, aux), g = vg(x, *stop.ctx)
+        return x, v, g, aux
 
-    _iterate(stop, x0, *vg(x0), next_point)
+    (v0, aux0), g0 = vg(x0, *stop.ctx)
+    _iterate(stop, x0, v0, g0, aux0, next_point)
 
 
 def _run_scipy(loss, x0, stop: _Stopper, history_size, first_step=0.05):
@@ -194,7 +208,7 @@ def _run_scipy(loss, x0, stop: _Stopper, history_size, first_step=0.05):
     """
     from scipy.optimize import minimize
 
-    _, vg = _safe(loss)
+    _, vg = _safe(loss, bool(stop.ctx))
     x0n = np.asarray(x0, dtype=np.float64)
     c = float(first_step)
 
@@ -210,20 +224,20 @@ def _run_scipy(loss, x0, stop: _Stopper, history_size, first_step=0.05):
         y = np.asarray(y, dtype=np.float64)
         if "y" in last and np.array_equal(last["y"], y):
             return last["v"], last["g"]
-        v, g = vg(jnp.asarray(x_of(y), x0.dtype))
+        (v, aux), g = vg(jnp.asarray(x_of(y), x0.dtype), *stop.ctx)
         stop.n_evals += 1
         # L-BFGS-B cannot take inf: a huge finite value makes its line search backtrack.
         v = float(v) if np.isfinite(float(v)) else 1e300
-        last.update(y=y.copy(), v=v, g=c * np.asarray(g, dtype=np.float64))
+        last.update(y=y.copy(), v=v, g=c * np.asarray(g, dtype=np.float64), aux=aux)
         return v, last["g"]
 
     def cb(yk):
         v, gy = f_np(yk)
-        if stop.record(x_of(yk), v, gy / c):
+        if stop.record(x_of(yk), v, gy / c, last["aux"]):
             raise _Stop
 
     v0, g0 = f_np(np.zeros_like(x0n))
-    if stop.record(x0n, v0, g0 / c):
+    if stop.record(x0n, v0, g0 / c, last["aux"]):
         return
     try:
         res = minimize(
@@ -247,6 +261,7 @@ def minimize_lbfgs(
     max_time: Optional[float] = None,
     history_size: int = 10,
     callback: Optional[Callable] = None,
+    context: Optional[tuple] = None,
 ) -> LBFGSResult:
     """Minimize with L-BFGS (see the module docstring for backends and the stopping rule).
 
@@ -257,6 +272,12 @@ def minimize_lbfgs(
         x0: (D,) starting point.
         method: "jaxopt" | "optax" | "scipy".
         callback: ``callback(it, x, value) -> bool | None``; True stops.
+        context: optional ``(ctx0, next_ctx)``.  The loss is then ``loss(x, ctx) ->
+            (value, aux)``, starting with ctx = ctx0; after every accepted iterate
+            ``ctx = next_ctx(aux, ctx)`` (on the host) with that iterate's aux, and
+            ``result.aux`` is the aux at the best point.  For warm starts: the
+            minimum must not depend on ctx, only the cost of evaluating the loss
+            (e.g. a root finder's starting point).
 
     Returns:
         ``LBFGSResult`` with the best point seen.
@@ -267,6 +288,8 @@ def minimize_lbfgs(
     if x0.ndim != 1:
         raise ValueError(f"x0 must be a flat vector, got shape {x0.shape}")
     stop = _Stopper(max_iter, gtol, ftol, patience, max_time, callback)
+    if context is not None:
+        stop.ctx, stop.next_ctx = (context[0],), context[1]
     {"jaxopt": _run_jaxopt, "optax": _run_optax, "scipy": _run_scipy}[method](
         loss, x0, stop, history_size
     )
@@ -280,4 +303,5 @@ def minimize_lbfgs(
         history=stop.history,
         converged=stop.converged,
         message=stop.message,
+        aux=stop.best_aux,
     )

@@ -65,6 +65,7 @@ __all__ = [
     "get_parameterization",
     "parameterization_from_json",
     "BASELINE15_DEFAULTS",
+    "echeveste_start",
     "PARAMETERIZATIONS",
     "rectified_power",
     "input_nonlinearity",
@@ -100,6 +101,25 @@ BASELINE15_DEFAULTS: Dict[str, float] = {
     "in_b": 2.0,
     "in_p": 1.0,
 }
+
+
+def echeveste_start(h_raw) -> Dict[str, float]:
+    """The start of the published fit: Baseline15 physical parameters (dict).
+
+    The "sensible predetermined initial state vector" of Echeveste et al.'s (2020)
+    optimizer: every block a_XY = 0.02 mV/Hz with width d_XY = 0.8; noise variances
+    4 mV^2 (std 2 mV) for E and I with ell_eta = 0.8 and rho = 0.8; a linear input
+    (in_a = 1 mV, in_p = 1) whose baseline in_b = 1.1 - min(h~, 0) keeps
+    h~ + in_b >= 1.1 for every stimulus.  It is a weak, nearly linear network, not a
+    solution: on the published task its stationary loss is 0.106.  ``momentssn
+    fit-baseline`` starts here.
+
+    Args:
+        h_raw: (S, N) raw inputs h~ of the task (only their minimum is used).
+    """
+    low = min(0.0, float(np.min(np.asarray(h_raw))))
+    blocks = {f"{x}_{yz}": v for yz in ("ee", "ei", "ie", "ii") for x, v in (("a", 0.02), ("d", 0.8))}
+    return dict(blocks, var_e=4.0, var_i=4.0, ell_eta=0.8, rho=0.8, in_a=1.0, in_b=1.1 - low, in_p=1.0)
 
 
 # --------------------------------------------------------------------------- small pure functions

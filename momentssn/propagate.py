@@ -24,7 +24,7 @@ from . import closure
 from .model import SSN, check_finite
 from .moments import MomentTrajectory, symmetrize
 
-__all__ = ["propagate_moments"]
+__all__ = ["propagate_moments", "relax_from_rest"]
 
 
 def _velocity(net: SSN, h, state):
@@ -47,6 +47,20 @@ def _rk4_step(net: SSN, h, state, dt):
     )
     mu, S, X = new
     return mu, symmetrize(S), X
+
+
+def relax_from_rest(net: SSN, h, n_steps: int, dt):
+    """The closure state (mu (N,), S (N, N), X (N, N)) after ``n_steps`` RK4 steps of
+    size dt (ms) from rest (mu = 0, S = 0, X = 0), for one stimulus h (N,).
+
+    No trajectory is kept; traceable (dt may be traced).  Used to bring a stationary
+    solve into the basin of the fixed point that the dynamics actually reach.
+    """
+    dtype = net.W.dtype
+    N = net.N
+    zero = jnp.zeros((N, N), dtype)
+    init = (jnp.zeros((N,), dtype), zero, zero)
+    return lax.fori_loop(0, n_steps, lambda _, s: _rk4_step(net, h, s, dt), init)
 
 
 @functools.partial(jax.jit, static_argnames=("n_saves", "save_every"))

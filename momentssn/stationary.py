@@ -28,6 +28,15 @@ residuals instead of ~5 of each.  The residual itself always uses the sign-funct
 of V.  The mean is first brought near its fixed point by Newton on r1 alone with
 s fixed at the noise-only variances (cheap: no Lyapunov solve).
 
+That start can lie outside the basin of the fixed point the network actually
+reaches: in strongly coupled networks (the published Echeveste et al. 2020 network
+is one) the noise-only variances make J unstable there, or the mean-only problem
+has no nearby root.  When Newton from the default start finds no stable fixed
+point, the moment ODE (``momentssn.propagate``) is relaxed from rest for 50 RK4
+steps of min(tau, tau_eta) / 5 and Newton is run again from there, so the answer is
+the stationary state that the dynamics from rest settle into.  The relaxation only
+supplies a start; the root itself is still found by Newton to round-off.
+
 Gradients (``jax.custom_vjp``) are implicit, never unrolled: with z* the root,
 w = (dF/dz)^T out_bar for the outputs F = (mu, S(z, theta)), and lambda solving
 (dr/dz)^T lambda = w,
@@ -53,6 +62,7 @@ from .errors import UnstableNetworkError
 from .lyapunov import solve_lyapunov
 from .model import SSN, check_finite
 from .moments import Moments, symmetrize
+from .propagate import relax_from_rest
 
 __all__ = [
     "SolveInfo",
@@ -66,6 +76,10 @@ __all__ = [
 _MAX_NEWTON = 40
 _AT_ROOT = 1e-10  # a K computed this close (relative) to the root is used as the exact one
 _MAX_BACKTRACK = 30
+_MAX_FIRST = 16  # residual evaluations from the default start, before falling back ...
+_MAX_ITER = _MAX_NEWTON  # ... and from the relaxed start (a failed trial point in a fit
+# costs both, so they are kept short: from a start in the basin Newton needs <= ~15)
+_RELAX_STEPS = 50  # RK4 steps of the moment ODE from rest for the fallback start
 
 
 class SolveInfo(NamedTuple):
@@ -249,7 +263,7 @@ def _mean_newton(net: SSN, h, mu0, s):
     return st.z
 
 
-def _newton(net: SSN, h, z0, tol):
+def _newton(net: SSN, h, z0, tol, max_iter):
     """Coupled damped chord-Newton on r(z) = 0 (module docstring).
 
     The Jacobian's mean rows and the gain derivatives are exact at every iterate; K
@@ -279,7 +293,7 @@ def _newton(net: SSN, h, z0, tol):
     cdt = jnp.result_type(dt, jnp.complex64)
     # (K, eigenvalues of J, the point where both were computed; NaN: nowhere yet)
     extra0 = (jnp.zeros((N, N), dt), jnp.zeros((N,), cdt), jnp.full_like(z0, jnp.nan))
-    st = _damped_newton(evaluate, direction, z0, aux0, extra0, tol, 2 * _MAX_NEWTON + _MAX_BACKTRACK)
+    st = _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter)
     res = jnp.sqrt(2.0 * st.f / (2 * N))  # rms scaled residual
     converged = jnp.isfinite(st.f) & (res < jnp.sqrt(tol))
     return st, converged, res
@@ -304,10 +318,10 @@ def _solve_core(net: SSN, h: jax.Array, z0: jax.Array):
     return out
 
 
-def _solve_fwd(net, h, z0):
+def _attempt(net, h, z0, max_iter):
+    """Newton from z0 -> (state, converged, residual, K, eigenvalues at the end, at_root)."""
     N = net.N
-    z0 = lax.stop_gradient(z0)
-    st, converged, res = _newton(net, h, z0, _tolerance(z0.dtype))
+    st, converged, res = _newton(net, h, z0, _tolerance(z0.dtype), max_iter)
     z = st.z
     K, lam, zK = st.extra
     # K and the eigenvalues are those of the root when they were computed within
@@ -318,8 +332,33 @@ def _solve_fwd(net, h, z0):
     lam_end = lax.cond(
         at_root, lambda: lam, lambda: jnp.linalg.eigvals(closure.jacobian_at(net, z[:N], z[N:])).astype(lam.dtype)
     )
+    return st, converged, res, K, lam_end, at_root
+
+
+def _from_rest(net, h):
+    """Start (2N,) = (mu, diag S) after relaxing the moment ODE from rest for
+    ``_RELAX_STEPS`` RK4 steps of min(tau, tau_eta) / 5 (10 min(tau) ms in all)."""
+    dt = jnp.minimum(jnp.min(net.tau), net.tau_noise) / 5.0
+    mu, S, _ = relax_from_rest(net, h, _RELAX_STEPS, dt)
+    return jnp.concatenate([mu, jnp.diagonal(S)])
+
+
+def _solve_fwd(net, h, z0):
+    N = net.N
+    z0 = lax.stop_gradient(z0)
+    first = _attempt(net, h, z0, _MAX_FIRST)
+    ok = first[1] & (jnp.max(jnp.real(first[4])) < 0)
+    # Fallback when Newton from z0 finds no stable fixed point: strong networks can
+    # have a mean-only guess far outside the basin (or a stationary Lyapunov problem
+    # that is unstable there) although the dynamics from rest settle.  Relax the
+    # moment ODE from rest into that basin and solve again from there.
+    st, converged, res, K, lam_end, at_root = lax.cond(
+        ok, lambda: first, lambda: _attempt(net, h, _from_rest(net, h), _MAX_ITER)
+    )
+    z = st.z
     max_eig = jnp.max(jnp.real(lam_end)).astype(z.dtype)
-    aux = jnp.stack([converged.astype(z.dtype), st.k.astype(z.dtype), res, max_eig])
+    iters = jnp.where(ok, st.k, first[0].k + st.k)  # residual evaluations in all
+    aux = jnp.stack([converged.astype(z.dtype), iters.astype(z.dtype), res, max_eig])
     return (z[:N], st.aux["S"], aux), (net, h, z, st.aux, K, at_root)
 
 
@@ -348,7 +387,11 @@ _solve_core.defvjp(_solve_fwd, _solve_bwd)
 
 def _solve_one(net: SSN, h: jax.Array, init: Optional[jax.Array]):
     # The starting point carries no derivative information (implicit VJP).
-    z0 = _initial_guess(*lax.stop_gradient((net, h))) if init is None else init
+    guess = lambda: _initial_guess(*lax.stop_gradient((net, h)))  # noqa: E731
+    if init is None:
+        z0 = guess()
+    else:  # a warm start with non-finite entries means "no warm start"
+        z0 = lax.cond(jnp.all(jnp.isfinite(init)), lambda: init, guess)
     mu, S, aux = _solve_core(net, h, z0)
     aux = lax.stop_gradient(aux)  # diagnostics carry no derivative (and stay concrete in eager grad)
     info = SolveInfo(aux[0] > 0.5, aux[1].astype(jnp.int32), aux[2], aux[3])
@@ -398,7 +441,8 @@ def stationary_solve(net: SSN, h, init=None):
     Args:
         net: the network (float64 leaves recommended; see the package docstring).
         h: (N,) or (B, N) feedforward input (mV).
-        init: optional warm start, a ``Moments`` or a (.., 2N) array (mu, diag S).
+        init: optional warm start, a ``Moments`` or a (.., 2N) array (mu, diag S);
+            a stimulus whose start has non-finite entries uses the default start.
 
     Returns:
         (Moments(mean (.., N), cov (.., N, N)), SolveInfo) — check ``info.stable``;
