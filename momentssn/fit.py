@@ -6,8 +6,12 @@ The objective is the moment-matching loss of ``momentssn.losses`` on the station
 closure moments (default) or the transient moments, in float64 (enable
 ``jax_enable_x64`` first).  A network that becomes unstable during a line search
 scores +inf with a zero gradient: the line search backtracks and the fit goes on.
-Restarts start from random perturbations of the default parameters
-(``param.random_theta``); the best point over all restarts is returned.  Progress is
+Restarts start from random perturbations of the first start
+(``param.random_theta``); the best point over all restarts is returned.  Each
+stationary solve is warm-started from the moments at the last accepted iterate (an
+``optim`` context): that changes the cost of an evaluation, not its value.
+``momentssn fit-baseline`` starts from ``echeveste_start`` (the published optimizer's
+start), other fits from ``param.default_theta()`` unless ``theta0`` is given.  Progress is
 printed every iteration and, with ``checkpoint=PATH``, the best parameters so far are
 written there (JSON) after every iteration, so ``theta0=param.load_json(PATH)``
 resumes an interrupted fit.

@@ -352,12 +352,20 @@ def _solve_fwd(net, h, z0):
     # have a mean-only guess far outside the basin (or a stationary Lyapunov problem
     # that is unstable there) although the dynamics from rest settle.  Relax the
     # moment ODE from rest into that basin and solve again from there.
-    st, converged, res, K, lam_end, at_root = lax.cond(
-        ok, lambda: first, lambda: _attempt(net, h, _from_rest(net, h), _MAX_ITER)
-    )
+    # If that fails too, the first attempt is reported (as without the fallback): its
+    # iterate lies near the mean fixed point, whose eigenvalues say more than wherever
+    # a failed relaxation stopped.
+    def fallback():
+        second = _attempt(net, h, _from_rest(net, h), _MAX_ITER)
+        pick = second[1] & (jnp.max(jnp.real(second[4])) < 0)
+        out = jax.tree_util.tree_map(lambda a, b: jnp.where(pick, a, b), second, first)
+        return out, first[0].k + second[0].k
+
+    (st, converged, res, K, lam_end, at_root), iters = lax.cond(
+        ok, lambda: (first, first[0].k), fallback
+    )  # iters: residual evaluations in all
     z = st.z
     max_eig = jnp.max(jnp.real(lam_end)).astype(z.dtype)
-    iters = jnp.where(ok, st.k, first[0].k + st.k)  # residual evaluations in all
     aux = jnp.stack([converged.astype(z.dtype), iters.astype(z.dtype), res, max_eig])
     return (z[:N], st.aux["S"], aux), (net, h, z, st.aux, K, at_root)
 

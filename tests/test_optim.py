@@ -48,3 +48,26 @@ def test_callback_and_budget_stop():
 def test_bad_method():
     with pytest.raises(ValueError, match="method must be one of"):
         minimize_lbfgs(ROSEN, jnp.zeros(2), method="bfgs")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_context_is_passed_and_refreshed_from_accepted_iterates(method):
+    # loss(x, ctx) -> (value, aux): ctx must not change the value (it is a warm start);
+    # here aux = x, so every refreshed ctx must be an accepted iterate.
+    seen = []
+
+    def loss(x, ctx):
+        return rosenbrock(x) + 0.0 * jnp.sum(ctx), x
+
+    def next_ctx(aux, ctx):
+        seen.append(np.asarray(aux))
+        return aux
+
+    x0 = jnp.array([-1.2, 1.0, 0.5])
+    res = minimize_lbfgs(loss, x0, method=method, max_iter=300, gtol=1e-9, ftol=0.0,
+                         context=(jnp.zeros(3), next_ctx))
+    ref = minimize_lbfgs(ROSEN, x0, method=method, max_iter=300, gtol=1e-9, ftol=0.0)
+    assert np.allclose(res.x, ref.x, atol=1e-10) and res.iterations == ref.iterations
+    assert len(seen) == res.iterations + 1  # x0 and every accepted iterate
+    assert np.allclose(seen[0], x0)
+    assert np.allclose(np.asarray(res.aux), res.x)  # aux of the best point

@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 
 import momentssn as ms
-from reference import ou_stationary_cov, random_ei_network
+from reference import PUBLISHED_BASELINE15, ou_stationary_cov, random_ei_network
 
 
 def two_pop_h(h):
@@ -106,6 +106,45 @@ def test_gradients_match_finite_differences(which):
     d = jnp.asarray(rng.normal(size=N))
     fd = (_loss(net, h + eps * d, wm, wS) - _loss(net, h - eps * d, wm, wS)) / (2 * eps)
     assert np.isclose(jnp.sum(g_h * d), fd, rtol=1e-5, atol=1e-8)
+
+
+def _strong_ring(m=4):
+    """The published network on a ring of m sites (weights x 50/m keep the ring sums):
+    strongly coupled, with a weak input for which the default Newton start fails."""
+    from momentssn.parameterizations import Baseline15
+
+    p = dict(PUBLISHED_BASELINE15)
+    for k in ("a_ee", "a_ei", "a_ie", "a_ii"):
+        p[k] *= 50 / m
+    param = Baseline15(m=m)
+    theta = param.to_theta(p)
+    h = param.inputs(theta, jnp.linspace(0.0, 1.0, 2 * m))
+    return param.network(theta), h
+
+
+def test_strong_network_falls_back_to_relaxation_from_rest():
+    from momentssn import stationary as st
+
+    net, h = _strong_ring()
+    # Newton from the default (mean-only) start finds no root here ...
+    z0 = st._initial_guess(net, h)
+    _, converged, _ = st._newton(net, h, z0, 1e-13, st._MAX_FIRST)
+    assert not bool(converged)
+    # ... the solve still converges, to the state the moment ODE settles into from rest.
+    m, info = ms.stationary_solve(net, h)
+    assert bool(info.converged) and float(info.max_real_eig) < 0
+    tr = ms.propagate_moments(net, h, t_max=3000.0, dt=0.5, save_every=6000)
+    assert np.max(np.abs(m.mean - tr.mean[-1])) < 1e-8
+    assert np.max(np.abs(m.cov - tr.cov[-1])) < 1e-8 * np.max(np.abs(tr.cov[-1]))
+    # implicit gradients at a root found through the fallback: finite differences
+    rng = np.random.default_rng(1)
+    wm = jnp.asarray(rng.normal(size=net.N))
+    g = jax.grad(lambda hh: jnp.sum(wm * ms.stationary_moments(net, hh).mean))(h)
+    d = jnp.asarray(rng.normal(size=net.N))
+    f = lambda hh: float(jnp.sum(wm * ms.stationary_moments(net, hh).mean))  # noqa: E731
+    eps = 1e-6
+    fd = (f(h + eps * d) - f(h - eps * d)) / (2 * eps)
+    assert np.isclose(float(jnp.sum(g * d)), fd, rtol=1e-5)
 
 
 def test_gradient_is_jittable_and_vmaps_over_stimuli():
