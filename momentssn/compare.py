@@ -185,7 +185,9 @@ def _param_run(method, net_kind, task, *, budget_s, seed, steps, sim, out, resum
     if method == "moments-lbfgs":
         from .fit import fit
 
-        theta0 = None
+        from .parameterizations import echeveste_theta
+
+        theta0 = echeveste_theta(param, task.inputs)  # where fit-baseline starts
         ck_json = None if out is None else Path(out) / "checkpoint.json"
         if resume and ck_json is not None and ck_json.exists():
             theta0 = param.load_json(ck_json)

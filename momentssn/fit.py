@@ -166,7 +166,7 @@ def fit(
 
 def fit_baseline_cli(args) -> int:
     """``momentssn fit-baseline``: fit Baseline15, write result.json and figures."""
-    from .parameterizations import echeveste_start, get_parameterization
+    from .parameterizations import echeveste_theta, get_parameterization
     from .tasks import get_task
     from .report import baseline_report
 
@@ -179,7 +179,7 @@ def fit_baseline_cli(args) -> int:
         theta0 = param.load_json(ckpt)
         print(f"resuming from {ckpt}", flush=True)
     else:  # the published optimizer's start (a weak, nearly linear network)
-        theta0 = param.to_theta(echeveste_start(task.inputs))
+        theta0 = echeveste_theta(param, task.inputs)
     print(f"fitting Baseline15 to task '{task.name}' ({task.inputs.shape[0]} stimuli) "
           f"with L-BFGS ({args.method}), {args.restarts} restarts, budget {args.max_time:.0f} s",
           flush=True)

@@ -66,6 +66,7 @@ __all__ = [
     "parameterization_from_json",
     "BASELINE15_DEFAULTS",
     "echeveste_start",
+    "echeveste_theta",
     "PARAMETERIZATIONS",
     "rectified_power",
     "input_nonlinearity",
@@ -568,6 +569,13 @@ def _baseline_arrays(param: Parameterization, theta15):
     S = np.asarray(base.noise_covariance({k: jnp.asarray(v) for k, v in p.items()}))
     inp = {f.name: float(p[f.name]) for f in _INPUT_FIELDS}
     return np.abs(W), S, inp
+
+
+def echeveste_theta(param: Parameterization, h_raw) -> jax.Array:
+    """theta of ``echeveste_start(h_raw)`` in ``param``: the Baseline15 theta, or for
+    Ring / General the theta of the same network."""
+    theta15 = _baseline_for(param).to_theta(echeveste_start(h_raw))
+    return theta15 if isinstance(param, Baseline15) else param.theta_from_baseline(theta15)
 
 
 # --------------------------------------------------------------------------- Ring

@@ -346,24 +346,30 @@ def _from_rest(net, h):
 def _solve_fwd(net, h, z0):
     N = net.N
     z0 = lax.stop_gradient(z0)
-    first = _attempt(net, h, z0, _MAX_FIRST)
-    ok = first[1] & (jnp.max(jnp.real(first[4])) < 0)
-    # Fallback when Newton from z0 finds no stable fixed point: strong networks can
-    # have a mean-only guess far outside the basin (or a stationary Lyapunov problem
-    # that is unstable there) although the dynamics from rest settle.  Relax the
-    # moment ODE from rest into that basin and solve again from there.
-    # If that fails too, the first attempt is reported (as without the fallback): its
-    # iterate lies near the mean fixed point, whose eigenvalues say more than wherever
-    # a failed relaxation stopped.
-    def fallback():
-        second = _attempt(net, h, _from_rest(net, h), _MAX_ITER)
-        pick = second[1] & (jnp.max(jnp.real(second[4])) < 0)
-        out = jax.tree_util.tree_map(lambda a, b: jnp.where(pick, a, b), second, first)
-        return out, first[0].k + second[0].k
+    # Attempt 0: Newton from z0.  Attempt 1, only when attempt 0 found no stable fixed
+    # point (strong networks can have a mean-only guess far outside the basin, or a
+    # stationary Lyapunov problem that is unstable there, although the dynamics from
+    # rest settle): relax the moment ODE from rest into that basin and solve again.
+    # If that fails too, attempt 0 is reported (as without the fallback): its iterate
+    # lies near the mean fixed point, whose eigenvalues say more than wherever a failed
+    # relaxation stopped.  One loop over the attempts traces Newton only once.
+    def stable(r):
+        return r[1] & (jnp.max(jnp.real(r[4])) < 0)
 
-    (st, converged, res, K, lam_end, at_root), iters = lax.cond(
-        ok, lambda: (first, first[0].k), fallback
-    )  # iters: residual evaluations in all
+    def body(carry):
+        k, best, iters = carry
+        start = lax.cond(k == 0, lambda: z0, lambda: _from_rest(net, h))
+        new = _attempt(net, h, start, jnp.where(k == 0, _MAX_FIRST, _MAX_ITER))
+        take = (k == 0) | stable(new)
+        best = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, best)
+        return k + 1, best, iters + new[0].k
+
+    shapes = jax.eval_shape(lambda: _attempt(net, h, z0, _MAX_FIRST))
+    empty = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+    _, best, iters = lax.while_loop(
+        lambda c: (c[0] == 0) | ((c[0] == 1) & ~stable(c[1])), body, (jnp.asarray(0), empty, jnp.asarray(0))
+    )
+    st, converged, res, K, lam_end, at_root = best
     z = st.z
     max_eig = jnp.max(jnp.real(lam_end)).astype(z.dtype)
     aux = jnp.stack([converged.astype(z.dtype), iters.astype(z.dtype), res, max_eig])

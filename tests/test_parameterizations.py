@@ -227,3 +227,19 @@ def test_default_network_on_published_task(echeveste_task_path):
         assert 0.5 < std_e.min() and std_e.max() < 2.5
         losses.append(float(loss_per_stimulus(moments, task["target_mean"][s], task["target_cov"][s])))
     assert 0.0 < np.mean(losses) < 0.1
+
+
+@pytest.mark.parametrize("kind", ["baseline15", "ring", "general"])
+def test_echeveste_start_is_the_same_network_in_every_parameterization(kind):
+    m = 6
+    h_raw = np.linspace(-0.5, 2.0, 2 * m)[None]  # min h~ = -0.5: in_b = 1.1 + 0.5
+    start = ms.echeveste_start(h_raw)
+    assert np.isclose(start["in_b"], 1.6) and start["rho"] == 0.8 and start["var_e"] == 4.0
+    base = Baseline15(m=m)
+    ref = base.network(base.to_theta(start))
+    param = ms.get_parameterization(kind, m=m)
+    theta = ms.echeveste_theta(param, h_raw)
+    net = param.network(theta)
+    assert np.allclose(net.W, ref.W, atol=1e-10)
+    assert np.allclose(net.noise_cov, ref.noise_cov, atol=1e-8)
+    assert np.allclose(param.inputs(theta, h_raw), base.inputs(base.to_theta(start), h_raw), atol=1e-10)
