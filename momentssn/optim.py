@@ -100,8 +100,8 @@ class _Stopper:
 
 
 def _safe(loss: Callable, has_ctx: bool) -> Callable:
-    """(x, *ctx) -> ((value, aux), grad) of ``loss``, jitted, with NaN/inf values mapped
-    to (+inf, 0); and the un-jitted (x, *ctx) -> (value, aux).
+    """(f, vg): f(x, *ctx) -> (value, aux) and, jitted, vg(x, *ctx) -> ((value, aux), grad)
+    of ``loss``, with NaN/inf values mapped to (+inf, zero gradient).
 
     A non-finite value means "no stable network here": +inf with a zero gradient makes
     every line search backtrack instead of propagating NaN.  Without a context the loss
