@@ -384,14 +384,15 @@ def _solve_bwd(saved, cts):
     K = lax.cond(at_root, lambda: K, lambda: _variance_sensitivity(net, c["J"], c["S"], c["X"])[0])
     Jz = _jacobian(net, c, K)
 
-    def outputs(z_, net_, h_):
-        return z_[:N], _residual(net_, h_, z_)[1]["S"]
+    def outputs(z_, net_, h_):  # (mu, S) and the residual r, from one closure evaluation
+        r, c_ = _residual(net_, h_, z_)
+        return z_[:N], c_["S"], r
 
-    _, vjp_out = jax.vjp(outputs, z, net, h)
-    w_z, w_net, w_h = vjp_out((mu_bar, S_bar))
+    # one linearization, pulled back twice: the outputs' cotangent, then lambda on r
+    (_, S0, r0), vjp = jax.vjp(outputs, z, net, h)
+    w_z, w_net, w_h = vjp((mu_bar, S_bar, jnp.zeros_like(r0)))
     lam = jnp.linalg.solve(Jz.T, w_z)
-    _, vjp_res = jax.vjp(lambda net_, h_: _residual(net_, h_, z)[0], net, h)
-    r_net, r_h = vjp_res(lam)
+    _, r_net, r_h = vjp((jnp.zeros_like(mu_bar), jnp.zeros_like(S0), lam))
     net_bar = jax.tree_util.tree_map(lambda a, b: a - b, w_net, r_net)
     return net_bar, w_h - r_h, jnp.zeros_like(z)
 
