@@ -308,9 +308,10 @@ def _choose_chunk(n_steps: int, stride: int, per_step: int, chunk_steps: Optiona
         if k % unit:
             raise ValueError(f"chunk_steps={k} must be a multiple of record_stride={unit}")
         return k
-    # aim at ~2^18 elements per (steps, B, trials, N) block: cache-friendly bulk noise
-    # generation and moment reduction, and few checkpoints for reverse mode.
-    target = max(1, min(512, (1 << 18) // max(per_step, 1)))
+    # aim at ~2^21 elements (8 MB in float32) per (steps, B, trials, N) block: long
+    # contractions for the bulk noise and covariance matmuls (2^18 was ~25% slower in
+    # benchmarks/simulate.py), and few checkpoints for reverse mode.
+    target = max(1, min(512, (1 << 21) // max(per_step, 1)))
     target = max(unit, (target // unit) * unit)
     if target >= n_steps:
         return -(-n_steps // unit) * unit
@@ -439,8 +440,10 @@ def _run(cfg: _Config, net: SSN, h, key, u0, eta0_given, L_given, keep):
         D = (U - ref[None, :, None, :]) * (win[:, None, None] * keepf)[..., None]
         tS1 = jnp.sum(D, axis=0)  # (B, T, N)
         tS2 = jnp.sum(D * D, axis=0)  # (B, T, N)
-        Dg = D.reshape(K, B, G, M, N)
-        gS2 = jnp.einsum("kbgmi,kbgmj->bgij", Dg, Dg)  # (B, G, N, N)
+        # samples of a group contiguous before the contraction: XLA's CPU dot is ~4x
+        # slower with the summed axes split around the batch axes (measured)
+        Dg = jnp.moveaxis(D.reshape(K, B, G, M, N), 0, 2).reshape(B, G, K * M, N)
+        gS2 = jnp.einsum("bgsi,bgsj->bgij", Dg, Dg)  # (B, G, N, N)
         rec = {}
         if cfg.stride:
             Ur = U[:: cfg.stride]  # states at s = multiples of stride (s0 is one)
@@ -609,7 +612,7 @@ def simulate(
             default: the largest divisor of n_trials <= 32 (a multiple of the device
             count when the trials are sharded, so groups never straddle devices).
             With G = 1 (e.g. n_trials a prime > 32) the standard errors are NaN.
-        chunk_steps: steps per checkpointed chunk (default: ~2^18 / (B n_trials N)
+        chunk_steps: steps per checkpointed chunk (default: ~2^21 / (B n_trials N)
             elements per chunk, at most 512 steps).  Reverse-mode memory is
             O(n_steps / chunk_steps * B n_trials N + chunk_steps * B n_trials N).
         bound: a trial diverges when some |u_i| > bound (mV) or u is not finite.
