@@ -28,6 +28,7 @@ from .simulate import SimulationResult, simulate
 from .spectrum import lagged_covariance, peak_frequency, power_spectrum
 from .stationary import (
     SolveInfo,
+    WarmStart,
     cross_covariance,
     noise_only_variance,
     stationary_moments,
@@ -51,6 +52,7 @@ __all__ = [
     "stationary_moments",
     "stationary_solve",
     "SolveInfo",
+    "WarmStart",
     "cross_covariance",
     "noise_only_variance",
     "lagged_covariance",

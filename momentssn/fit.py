@@ -8,7 +8,7 @@ closure moments (default) or the transient moments, in float64 (enable
 scores +inf with a zero gradient: the line search backtracks and the fit goes on.
 Restarts start from random perturbations of the first start
 (``param.random_theta``); the best point over all restarts is returned.  Each
-stationary solve is warm-started from the moments at the last accepted iterate (an
+stationary solve is warm-started from the solution at the last accepted iterate (an
 ``optim`` context): that changes the cost of an evaluation, not its value.
 ``momentssn fit-baseline`` starts from ``echeveste_start`` (the published optimizer's
 start), other fits from ``param.default_theta()`` unless ``theta0`` is given.  Progress is
@@ -30,6 +30,7 @@ import numpy as np
 
 from .losses import LossWeights, stationary_loss, transient_loss
 from .optim import minimize_lbfgs
+from .stationary import WarmStart
 
 __all__ = ["FitResult", "fit", "loss_function"]
 
@@ -51,8 +52,9 @@ class FitResult(NamedTuple):
 def loss_function(param, task, loss: str = "stationary", weights: LossWeights = LossWeights()):
     """(theta, init) -> (loss, aux) for a parameterization and a task (traceable).
 
-    ``init`` warm-starts the stationary solver ((S, 2N) means and variances); the
-    transient loss ignores it.
+    ``init`` warm-starts the stationary solver (a ``WarmStart`` with rows per
+    stimulus, or anything else ``stationary_solve`` accepts); the transient loss
+    ignores it.
     """
     args = (jnp.asarray(task.inputs), jnp.asarray(task.target_mean), jnp.asarray(task.target_cov))
     if loss == "stationary":
@@ -95,20 +97,24 @@ def fit(
     t_start = time.perf_counter()
     fun = loss_function(param, task, loss, weights)
 
-    # Warm starts: each stationary solve starts from the moments at the last accepted
-    # iterate (NaN rows: the solver's default start).  They change the cost of an
-    # evaluation, not its value (the solver converges to round-off either way).
+    # Warm starts: each stationary solve starts from the solution at the last accepted
+    # iterate, with its Newton sensitivity K (NaN rows: the solver's default start).
+    # They change the cost of an evaluation, not its value (the solver converges to
+    # round-off either way).
     def objective(theta, init):
         value, aux = fun(theta, init)
-        m = aux.moments
-        warm = jnp.concatenate([m.mean, jnp.diagonal(m.cov, axis1=-2, axis2=-1)], axis=-1)
+        warm = aux.info.warm_start if loss == "stationary" else init
         return value, (warm, aux.per_stimulus)
 
     def next_ctx(aux, init):
         warm = aux[0]
-        return jnp.where(jnp.all(jnp.isfinite(warm), axis=-1, keepdims=True), warm, init)
+        ok = jnp.all(jnp.isfinite(warm.z), axis=-1) & jnp.all(jnp.isfinite(warm.sensitivity), axis=(-2, -1))
+        return jax.tree_util.tree_map(
+            lambda new, old: jnp.where(ok.reshape(ok.shape + (1,) * (new.ndim - 1)), new, old), warm, init
+        )
 
-    ctx0 = jnp.full((np.shape(task.inputs)[0], 2 * param.N), jnp.nan)
+    S, N = np.shape(task.inputs)[0], param.N
+    ctx0 = WarmStart(jnp.full((S, 2 * N), jnp.nan), jnp.full((S, N, N), jnp.nan))
     starts = [jnp.asarray(param.default_theta() if theta0 is None else theta0)]
     base = starts[0]
     for r in range(restarts):

@@ -204,8 +204,9 @@ def stationary_loss(
         target_mean: (S, M) target means (mV), M <= N (the first M cells).
         target_cov: (S, M, M) target covariances (mV^2).
         weights: ``LossWeights``.
-        init: optional warm start of the stationary solver, (S, 2N) = (mean, variances)
-            per stimulus (e.g. from the previous evaluation in a fit); no gradient.
+        init: optional warm start of the stationary solver (anything
+            ``stationary_solve`` accepts, e.g. ``aux.info.warm_start`` of the previous
+            evaluation in a fit); no gradient.
 
     Returns:
         (loss, aux): the mean over stimuli (scalar), and a ``LossAux``.  If any
@@ -225,7 +226,8 @@ def stationary_loss(
 
     per, ok, (moments, info) = _gated(compute)(theta, *args, init)
     info = SolveInfo(
-        info.converged > 0.5, info.iterations.astype(jnp.int32), info.residual, info.max_real_eig
+        info.converged > 0.5, info.iterations.astype(jnp.int32), info.residual, info.max_real_eig,
+        info.warm_start,
     )
     return _finish(per, ok, moments, info)
 

@@ -66,6 +66,7 @@ from .propagate import relax_from_rest
 
 __all__ = [
     "SolveInfo",
+    "WarmStart",
     "stationary_moments",
     "stationary_solve",
     "noise_only_variance",
@@ -82,6 +83,20 @@ _MAX_ITER = _MAX_NEWTON  # ... and from the relaxed start (a failed trial point 
 _RELAX_STEPS = 50  # RK4 steps of the moment ODE from rest for the fallback start
 
 
+class WarmStart(NamedTuple):
+    """Where the stationary solver starts (one row per stimulus for batches).
+
+    z: (.., 2N) means and variances (mu, diag S) (mV, mV^2).
+    sensitivity: (.., N, N) K = d diag(S) / d gamma (mV^3 s) for Newton's Jacobian
+        from the first iterate on; NaN: computed at the first iterate.  A K from a
+        nearby solve (the previous evaluation of a fit) saves that computation, the
+        most expensive part of an iteration; a poor one only costs a recomputation.
+    """
+
+    z: jax.Array
+    sensitivity: jax.Array
+
+
 class SolveInfo(NamedTuple):
     """Diagnostics of a stationary solve (one entry per stimulus for batches).
 
@@ -90,12 +105,16 @@ class SolveInfo(NamedTuple):
     residual: max |r| of the final point, relative (mean: to 1 + |mu|; variances: to s).
     max_real_eig: largest real part of the eigenvalues of J at the solution (1/ms);
         the fixed point is stable iff < 0.
+    warm_start: ``WarmStart`` at the solution (its K is the one of Newton's last
+        Jacobian, exact at the solution when the solve was differentiated): pass it
+        as ``init`` to the next solve at nearby parameters.
     """
 
     converged: jax.Array
     iterations: jax.Array
     residual: jax.Array
     max_real_eig: jax.Array
+    warm_start: Optional[WarmStart] = None
 
     @property
     def stable(self) -> jax.Array:
@@ -196,7 +215,7 @@ class _NewtonState(NamedTuple):
     done: jax.Array
 
 
-def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, reuse=0.1):
+def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, reuse=0.1, refresh0=True):
     """Damped (chord-)Newton with backtracking, as a single ``while_loop``.
 
     evaluate(z) -> (r, scaled r, aux);
@@ -209,8 +228,9 @@ def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, reuse=0
     Jacobian is refreshed there unless the step was a full step that cut f by at least
     the factor ``reuse`` (the chord step contracts well, so the stale part is good
     enough).  A rejected stale step is retried from z along a fresh direction; a
-    rejected fresh step halves alpha.  Iteration 0 evaluates z0 itself.  Every
-    function is traced once, which keeps compilation small.
+    rejected fresh step halves alpha.  Iteration 0 evaluates z0 itself; its direction
+    is refreshed iff ``refresh0`` (False: start with the reusable part in ``extra0``).
+    Every function is traced once, which keeps compilation small.
     """
     dt = z0.dtype
     f_tiny = 0.5 * z0.size * (4 * jnp.finfo(dt).eps) ** 2  # rms scaled residual <= 4 eps: round-off
@@ -222,7 +242,9 @@ def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, reuse=0
         f_try = jnp.where(jnp.isfinite(f_try), f_try, jnp.inf)
         accept = f_try < (1.0 - 1e-4 * st.alpha) * st.f
         need_dir = accept | ~st.fresh  # accepted, or a stale step failed: new direction
-        refresh = ~accept | (st.alpha < 1.0) | (f_try > reuse * st.f)
+        refresh = jnp.where(
+            st.k == 0, refresh0, ~accept | (st.alpha < 1.0) | (f_try > reuse * st.f)
+        )
         keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
             lambda a, b: jnp.where(accept, a, b), new, old
         )
@@ -269,12 +291,13 @@ def _mean_newton(net: SSN, h, mu0, s):
     return st.z
 
 
-def _newton(net: SSN, h, z0, tol, max_iter):
+def _newton(net: SSN, h, z0, K0, tol, max_iter):
     """Coupled damped chord-Newton on r(z) = 0 (module docstring).
 
     The Jacobian's mean rows and the gain derivatives are exact at every iterate; K
     (an eigendecomposition and an O(N^4) contraction, the expensive part) is
-    recomputed only when the previous step contracted poorly.
+    recomputed only when the previous step contracted poorly.  A finite K0 (e.g. from
+    the previous solve of a fit) is used from the first iterate on; NaN: computed there.
 
     Returns (state, converged, rms scaled residual); ``state.aux`` is the closure at
     the solution and ``state.extra`` = (K, eigenvalues of J, z where they were computed).
@@ -298,8 +321,9 @@ def _newton(net: SSN, h, z0, tol, max_iter):
     aux0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), aux0)
     cdt = jnp.result_type(dt, jnp.complex64)
     # (K, eigenvalues of J, the point where both were computed; NaN: nowhere yet)
-    extra0 = (jnp.zeros((N, N), dt), jnp.zeros((N,), cdt), jnp.full_like(z0, jnp.nan))
-    st = _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter)
+    have_K0 = jnp.all(jnp.isfinite(K0))
+    extra0 = (jnp.where(have_K0, K0, 0.0), jnp.zeros((N,), cdt), jnp.full_like(z0, jnp.nan))
+    st = _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, refresh0=~have_K0)
     res = jnp.sqrt(2.0 * st.f / (2 * N))  # rms scaled residual
     converged = jnp.isfinite(st.f) & (res < jnp.sqrt(tol))
     return st, converged, res
@@ -318,27 +342,34 @@ def _tolerance(dtype) -> float:
 
 # --------------------------------------------------------------------------- implicit VJP
 @jax.custom_vjp
-def _solve_core(net: SSN, h: jax.Array, z0: jax.Array):
-    """(mu, S, aux) with aux = [converged, iterations, residual, max_real_eig] (floats)."""
-    out, _ = _solve_fwd(net, h, z0)
+def _solve_core(net: SSN, h: jax.Array, z0: jax.Array, K0: jax.Array):
+    """(mu, S, aux, K): aux = [converged, iterations, residual, max_real_eig] (floats);
+    K (N, N) the variance sensitivity of the last Newton Jacobian, a warm start for the
+    next solve (at the root when differentiated, see ``_solve``)."""
+    out, _ = _solve(net, h, z0, K0, exact_K=False)
     return out
 
 
-def _attempt(net, h, z0, max_iter):
-    """Newton from z0 -> (state, converged, residual, K, eigenvalues at the end, at_root)."""
+def _attempt(net, h, z0, K0, max_iter, exact_K: bool):
+    """Newton from z0 -> (state, converged, residual, K, eigenvalues of J at the end).
+
+    ``exact_K``: return K at the final iterate (what the implicit gradient needs; its
+    eigendecomposition gives the eigenvalues too); otherwise the last K Newton used,
+    and only the eigenvalues at the final iterate."""
     N = net.N
-    st, converged, res = _newton(net, h, z0, _tolerance(z0.dtype), max_iter)
-    z = st.z
+    st, converged, res = _newton(net, h, z0, K0, _tolerance(z0.dtype), max_iter)
+    z, c = st.z, st.aux
     K, lam, zK = st.extra
-    # K and the eigenvalues are those of the root when they were computed within
-    # round-off of it (typical from a warm start); otherwise recompute what is needed.
+    # K and the eigenvalues are those of the final iterate when they were computed
+    # within round-off of it (typical from a warm start); otherwise recompute what is
+    # needed.  Stability is judged at the last iterate also when Newton failed, or
+    # when the Lyapunov solve never succeeded because J was unstable from the start.
     at_root = jnp.max(jnp.abs(z - zK) / (1.0 + jnp.abs(z))) <= _AT_ROOT  # False if zK is NaN
-    # Stability at the last iterate (also when Newton failed, or when the Lyapunov
-    # solve never succeeded because J was unstable from the start).
-    lam_end = lax.cond(
-        at_root, lambda: lam, lambda: jnp.linalg.eigvals(closure.jacobian_at(net, z[:N], z[N:])).astype(lam.dtype)
-    )
-    return st, converged, res, K, lam_end, at_root
+    if exact_K:
+        K, lam = lax.cond(at_root, lambda: (K, lam), lambda: _variance_sensitivity(net, c["J"], c["S"], c["X"]))
+    else:
+        lam = lax.cond(at_root, lambda: lam, lambda: jnp.linalg.eigvals(c["J"]).astype(lam.dtype))
+    return st, converged, res, K, lam
 
 
 def _from_rest(net, h):
@@ -349,45 +380,50 @@ def _from_rest(net, h):
     return jnp.concatenate([mu, jnp.diagonal(S)])
 
 
-def _solve_fwd(net, h, z0):
+def _solve(net, h, z0, K0, exact_K: bool):
+    """The forward solve; -> ((mu, S, aux, K), residuals for the backward pass)."""
     N = net.N
-    z0 = lax.stop_gradient(z0)
+    z0, K0 = lax.stop_gradient((z0, K0))
     # Attempt 0: Newton from z0.  Attempt 1, only when attempt 0 found no stable fixed
     # point (strong networks can have a mean-only guess far outside the basin, or a
     # stationary Lyapunov problem that is unstable there, although the dynamics from
-    # rest settle): relax the moment ODE from rest into that basin and solve again.
-    # If that fails too, attempt 0 is reported (as without the fallback): its iterate
-    # lies near the mean fixed point, whose eigenvalues say more than wherever a failed
-    # relaxation stopped.  One loop over the attempts traces Newton only once.
+    # rest settle): relax the moment ODE from rest into that basin and solve again
+    # (with a fresh K).  If that fails too, attempt 0 is reported (as without the
+    # fallback): its iterate lies near the mean fixed point, whose eigenvalues say more
+    # than wherever a failed relaxation stopped.  One loop over the attempts traces
+    # Newton only once.
     def stable(r):
         return r[1] & (jnp.max(jnp.real(r[4])) < 0)
 
     def body(carry):
         k, best, iters = carry
         start = lax.cond(k == 0, lambda: z0, lambda: _from_rest(net, h))
-        new = _attempt(net, h, start, jnp.where(k == 0, _MAX_FIRST, _MAX_ITER))
+        K_start = jnp.where(k == 0, K0, jnp.nan)
+        new = _attempt(net, h, start, K_start, jnp.where(k == 0, _MAX_FIRST, _MAX_ITER), exact_K)
         take = (k == 0) | stable(new)
         best = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, best)
         return k + 1, best, iters + new[0].k
 
-    shapes = jax.eval_shape(lambda: _attempt(net, h, z0, _MAX_FIRST))
+    shapes = jax.eval_shape(lambda: _attempt(net, h, z0, K0, _MAX_FIRST, exact_K))
     empty = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
     _, best, iters = lax.while_loop(
         lambda c: (c[0] == 0) | ((c[0] == 1) & ~stable(c[1])), body, (jnp.asarray(0), empty, jnp.asarray(0))
     )
-    st, converged, res, K, lam_end, at_root = best
+    st, converged, res, K, lam_end = best
     z = st.z
     max_eig = jnp.max(jnp.real(lam_end)).astype(z.dtype)
     aux = jnp.stack([converged.astype(z.dtype), iters.astype(z.dtype), res, max_eig])
-    return (z[:N], st.aux["S"], aux), (net, h, z, st.aux, K, at_root)
+    return (z[:N], st.aux["S"], aux, K), (net, h, z, st.aux, K)
+
+
+def _solve_fwd(net, h, z0, K0):
+    return _solve(net, h, z0, K0, exact_K=True)
 
 
 def _solve_bwd(saved, cts):
-    net, h, z, c, K, at_root = saved
-    mu_bar, S_bar, _ = cts
+    net, h, z, c, K = saved  # K is exact at the root z
+    mu_bar, S_bar, _, _ = cts
     N = net.N
-    # the exact Jacobian at the root (the forward pass may only hold a stale K)
-    K = lax.cond(at_root, lambda: K, lambda: _variance_sensitivity(net, c["J"], c["S"], c["X"])[0])
     Jz = _jacobian(net, c, K)
 
     def outputs(z_, net_, h_):  # (mu, S) and the residual r, from one closure evaluation
@@ -400,22 +436,24 @@ def _solve_bwd(saved, cts):
     lam = jnp.linalg.solve(Jz.T, w_z)
     _, r_net, r_h = vjp((jnp.zeros_like(mu_bar), jnp.zeros_like(S0), lam))
     net_bar = jax.tree_util.tree_map(lambda a, b: a - b, w_net, r_net)
-    return net_bar, w_h - r_h, jnp.zeros_like(z)
+    return net_bar, w_h - r_h, jnp.zeros_like(z), jnp.zeros_like(K)
 
 
 _solve_core.defvjp(_solve_fwd, _solve_bwd)
 
 
-def _solve_one(net: SSN, h: jax.Array, init: Optional[jax.Array]):
+def _solve_one(net: SSN, h: jax.Array, init: Optional[WarmStart]):
     # The starting point carries no derivative information (implicit VJP).
     guess = lambda: _initial_guess(*lax.stop_gradient((net, h)))  # noqa: E731
     if init is None:
-        z0 = guess()
-    else:  # a warm start with non-finite entries means "no warm start"
-        z0 = lax.cond(jnp.all(jnp.isfinite(init)), lambda: init, guess)
-    mu, S, aux = _solve_core(net, h, z0)
-    aux = lax.stop_gradient(aux)  # diagnostics carry no derivative (and stay concrete in eager grad)
-    info = SolveInfo(aux[0] > 0.5, aux[1].astype(jnp.int32), aux[2], aux[3])
+        z0, K0 = guess(), jnp.full((net.N, net.N), jnp.nan, h.dtype)
+    else:  # a warm start with non-finite entries means "no warm start" (K: "compute it")
+        z0 = lax.cond(jnp.all(jnp.isfinite(init.z)), lambda: init.z, guess)
+        K0 = init.sensitivity
+    mu, S, aux, K = _solve_core(net, h, z0, K0)
+    # diagnostics and warm starts carry no derivative (and stay concrete in eager grad)
+    aux, warm = lax.stop_gradient((aux, WarmStart(jnp.concatenate([mu, jnp.diagonal(S)]), K)))
+    info = SolveInfo(aux[0] > 0.5, aux[1].astype(jnp.int32), aux[2], aux[3], warm)
     return Moments(mu, S), info
 
 
@@ -443,17 +481,26 @@ def _check_h(net: SSN, h) -> jax.Array:
     return h
 
 
-def _init_vector(net: SSN, h, init):
-    """Warm start: a Moments (mean, cov) or a (.., 2N) vector (mu, s)."""
+def _warm_start(net: SSN, h, init) -> Optional[WarmStart]:
+    """``init`` as a WarmStart: a WarmStart, a Moments (mean, cov) or a (.., 2N) vector
+    (mu, s) (the last two with K = NaN: computed at the first iterate)."""
     if init is None:
         return None
-    if isinstance(init, Moments):
+    K = None
+    if isinstance(init, WarmStart):
+        init, K = init.z, jnp.asarray(init.sensitivity, dtype=net.W.dtype)
+    elif isinstance(init, Moments):
         s = jnp.diagonal(init.cov, axis1=-2, axis2=-1)
         init = jnp.concatenate([init.mean, s], axis=-1)
     init = jnp.asarray(init, dtype=net.W.dtype)
     if init.shape != h.shape[:-1] + (2 * net.N,):
         raise ValueError(f"init must have shape {h.shape[:-1] + (2 * net.N,)}, got {init.shape}")
-    return init
+    shape_K = h.shape[:-1] + (net.N, net.N)
+    if K is None:
+        K = jnp.full(shape_K, jnp.nan, dtype=net.W.dtype)
+    elif K.shape != shape_K:
+        raise ValueError(f"init.sensitivity must have shape {shape_K}, got {K.shape}")
+    return WarmStart(init, K)
 
 
 def stationary_solve(net: SSN, h, init=None):
@@ -462,8 +509,10 @@ def stationary_solve(net: SSN, h, init=None):
     Args:
         net: the network (float64 leaves recommended; see the package docstring).
         h: (N,) or (B, N) feedforward input (mV).
-        init: optional warm start, a ``Moments`` or a (.., 2N) array (mu, diag S);
-            a stimulus whose start has non-finite entries uses the default start.
+        init: optional warm start: a ``WarmStart`` (e.g. ``info.warm_start`` of a
+            solve at nearby parameters: the fastest), a ``Moments`` or a (.., 2N)
+            array (mu, diag S); a stimulus whose start has non-finite entries uses the
+            default start.
 
     Returns:
         (Moments(mean (.., N), cov (.., N, N)), SolveInfo) — check ``info.stable``;
@@ -471,8 +520,8 @@ def stationary_solve(net: SSN, h, init=None):
         ``jit``/``grad``/``vmap`` (this is what fitting uses).
     """
     h = _check_h(net, h)
-    z0 = _init_vector(net, h, init)
-    return _solve_batched(net, h, z0, z0 is not None)
+    init = _warm_start(net, h, init)
+    return _solve_batched(net, h, init, init is not None)
 
 
 def stationary_moments(net: SSN, h, init=None) -> Moments:
@@ -484,7 +533,8 @@ def stationary_moments(net: SSN, h, init=None) -> Moments:
     Args:
         net: the network.
         h: (N,) or (B, N) feedforward input (mV).
-        init: optional warm start (``Moments`` or (.., 2N) array (mu, diag S)).
+        init: optional warm start (``WarmStart``, ``Moments`` or (.., 2N) array
+            (mu, diag S); see ``stationary_solve``).
 
     Returns:
         ``Moments(mean (.., N) mV, cov (.., N, N) mV^2)``.  Differentiable w.r.t.

@@ -73,6 +73,47 @@ def test_batch_equals_single_and_warm_start():
     assert int(info.iterations) <= 2
 
 
+def test_warm_start_with_sensitivity():
+    """info.warm_start carries K = d diag S / d gamma: exact at the root when the solve
+    is differentiated (vs forward-mode AD of the Lyapunov solution); starting from it
+    at nearby parameters gives the cold solve's moments and gradients, also when the
+    K is poor (Newton then recomputes it)."""
+    from momentssn import closure
+    from momentssn.lyapunov import solve_lyapunov
+
+    net = random_ei_network(6, seed=3)
+    h = jnp.linspace(1.0, 3.0, 6)
+    N = net.N
+    wm, wS = jnp.linspace(-1.0, 1.0, N), jnp.eye(N)
+
+    def loss(net, init):
+        m, info = ms.stationary_solve(net, h, init)
+        return jnp.sum(wm * m.mean) + jnp.sum(wS * m.cov), info
+
+    vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    (v0, info0), g0 = vg(net, None)
+    ws = info0.warm_start
+    mu, s = ws.z[:N], ws.z[N:]
+
+    def diag_S(gamma):
+        J = closure.effective_jacobian(net, gamma)
+        return jnp.diagonal(solve_lyapunov(J, closure.lyapunov_rhs(net, closure.stationary_cross_cov(net, J))))
+
+    K_ad = jax.jacfwd(diag_S)(closure.expectations(net, mu, s)[1])
+    assert np.max(np.abs(ws.sensitivity - K_ad)) <= 1e-10 * np.max(np.abs(K_ad))
+
+    near = net.replace(W=net.W * 1.02)
+    (v_cold, _), g_cold = vg(near, None)
+    for K in (ws.sensitivity, 3.0 * ws.sensitivity, jnp.zeros((N, N))):
+        (v, info), g = vg(near, ms.WarmStart(ws.z, K))
+        assert bool(info.converged)
+        assert np.isclose(v, v_cold, rtol=1e-12)
+        for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(g_cold)):
+            assert np.allclose(a, b, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="init.sensitivity must have shape"):
+        ms.stationary_solve(net, h, ms.WarmStart(ws.z, jnp.zeros((N, N + 1))))
+
+
 def _loss(net, h, wm, wS):
     m = ms.stationary_moments(net, h)
     return jnp.sum(wm * m.mean) + jnp.sum(wS * m.cov)
@@ -128,7 +169,8 @@ def test_strong_network_falls_back_to_relaxation_from_rest():
     net, h = _strong_ring()
     # Newton from the default (mean-only) start finds no root here ...
     z0 = st._initial_guess(net, h)
-    _, converged, _ = st._newton(net, h, z0, 1e-13, st._MAX_FIRST)
+    no_K = jnp.full((net.N, net.N), jnp.nan)
+    _, converged, _ = st._newton(net, h, z0, no_K, 1e-13, st._MAX_FIRST)
     assert not bool(converged)
     # ... the solve still converges, to the state the moment ODE settles into from rest.
     m, info = ms.stationary_solve(net, h)
