@@ -23,7 +23,9 @@ change of X).  K (an eigendecomposition and an O(N^4) contraction) dominates the
 of an iteration, so it is reused from one iterate to the next while the steps contract
 the merit by 10x or more (a chord method; the other blocks are exact at every
 iterate), and recomputed otherwise: from the default start, typically 1 K and ~6
-residuals instead of ~5 of each.  The residual itself always uses the sign-function Lyapunov solver
+residuals instead of ~5 of each.  A ``WarmStart`` can also hand in the K of a nearby
+solve (``info.warm_start``, e.g. the previous evaluation of a fit): then a solve
+typically needs no K at all.  The residual itself always uses the sign-function Lyapunov solver
 (``momentssn.lyapunov``), so the final accuracy does not depend on the conditioning
 of V.  The mean is first brought near its fixed point by Newton on r1 alone with
 s fixed at the noise-only variances (cheap: no Lyapunov solve).
@@ -44,7 +46,9 @@ w = (dF/dz)^T out_bar for the outputs F = (mu, S(z, theta)), and lambda solving
     theta_bar = (dF/dtheta)^T out_bar - (dr/dtheta)^T lambda,
 
 which costs one exact Jacobian at the root, two adjoint Lyapunov solves (with J^T)
-and one dense 2N solve.
+and one dense 2N solve.  The exact K at the root is computed by the forward pass of a
+differentiated solve (unless Newton's last K was already computed there), so it is
+also the K that ``info.warm_start`` hands to the next solve.
 """
 
 from __future__ import annotations
@@ -365,10 +369,12 @@ def _attempt(net, h, z0, K0, max_iter, exact_K: bool):
     # needed.  Stability is judged at the last iterate also when Newton failed, or
     # when the Lyapunov solve never succeeded because J was unstable from the start.
     at_root = jnp.max(jnp.abs(z - zK) / (1.0 + jnp.abs(z))) <= _AT_ROOT  # False if zK is NaN
+    # J from z itself: ``c`` is only a placeholder if no point was ever accepted
+    J_end = lambda: closure.jacobian_at(net, z[:N], z[N:])  # noqa: E731
     if exact_K:
-        K, lam = lax.cond(at_root, lambda: (K, lam), lambda: _variance_sensitivity(net, c["J"], c["S"], c["X"]))
+        K, lam = lax.cond(at_root, lambda: (K, lam), lambda: _variance_sensitivity(net, J_end(), c["S"], c["X"]))
     else:
-        lam = lax.cond(at_root, lambda: lam, lambda: jnp.linalg.eigvals(c["J"]).astype(lam.dtype))
+        lam = lax.cond(at_root, lambda: lam, lambda: jnp.linalg.eigvals(J_end()).astype(lam.dtype))
     return st, converged, res, K, lam
 
 
