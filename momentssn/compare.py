@@ -255,12 +255,12 @@ def train_run(
             sizes = doubling_sizes(n_e, n_i)
             deadline, stage = t0 + budget_s, [0]
 
-            def train_fn(param, sub, theta, n_steps, seed):
+            def train_fn(param, sub, theta, n_steps, seed, checkpoint_dir=None, resume=False):
                 # what is left of the budget, shared by the stages still to come
                 left = max(deadline - time.perf_counter(), 1.0) / (len(sizes) - stage[0])
                 stage[0] += 1
                 return train_bptt(param, sub, theta0=theta, steps=n_steps, seed=seed, max_time=left,
-                                  progress=False, **sim)
+                                  checkpoint_dir=checkpoint_dir, resume=resume, progress=False, **sim)
 
             g = grow(task, sizes=sizes, steps_per_stage=steps or 100_000, train_fn=train_fn, seed=seed,
                      checkpoint_dir=None if out is None else Path(out) / "growth", resume=resume,

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import os
@@ -667,6 +668,15 @@ def stable_initial_theta(
 # ---- training
 
 
+def _takes_checkpoints(train) -> bool:
+    """Whether a trainer accepts the ``checkpoint_dir`` and ``resume`` keywords."""
+    try:
+        params = inspect.signature(train).parameters
+    except (TypeError, ValueError):
+        return False
+    return "checkpoint_dir" in params and "resume" in params
+
+
 def _resolve_train_fn(train_fn, train_options):
     if callable(train_fn):
         if train_options:
@@ -675,14 +685,21 @@ def _resolve_train_fn(train_fn, train_options):
     if train_fn not in ("bptt", "moments"):
         raise ValueError(f"train_fn must be 'bptt', 'moments' or a callable, got {train_fn!r}")
     opts = dict(train_options or {})
+    for key in ("checkpoint_dir", "resume"):
+        if key in opts:
+            raise ValueError(
+                f"train_options must not set {key!r}: grow checkpoints each stage's training "
+                "itself (pass checkpoint_dir / resume to grow)"
+            )
 
-    def default(param, task, theta, n_steps, seed):
+    def default(param, task, theta, n_steps, seed, checkpoint_dir=None, resume=False):
         from . import train  # lazy: train depends on the simulator
 
         fn = train.train_bptt if train_fn == "bptt" else train.train_moments_adam
         kw = dict(opts)
         kw.setdefault("progress", False)
-        return fn(param, task, theta0=theta, steps=n_steps, seed=seed, **kw)
+        return fn(param, task, theta0=theta, steps=n_steps, seed=seed, checkpoint_dir=checkpoint_dir,
+                  resume=resume, **kw)
 
     return default
 
@@ -828,7 +845,9 @@ def grow(
             moments, Adam), ``"moments"`` (``momentssn.train.train_moments_adam``,
             closure moments, Adam) or a callable
             ``train_fn(param, task, theta, n_steps, seed) -> theta`` (or an object with
-            ``.theta`` and optionally ``.history``, e.g. a ``TrainResult``).
+            ``.theta`` and optionally ``.history``, e.g. a ``TrainResult``); if it also
+            takes ``checkpoint_dir`` and ``resume`` keywords, ``grow`` passes them (see
+            ``checkpoint_dir``).
         train_options: keyword arguments for the ``"bptt"``/``"moments"`` trainers
             (e.g. ``learning_rate``, ``n_trials``, ``t_max``, ``progress``).
         d_noise: number of noise sources (columns of the noise factor), fixed during
@@ -838,9 +857,13 @@ def grow(
         init_scale, max_init_attempts: see :func:`stable_initial_theta`.
         constants: fixed constants of :class:`Growing` (tau_e, tau_i, tau_noise, k, n).
         checkpoint_dir: if given, the state after every stage (parameters, cells,
-            history) is written to ``checkpoint_dir/growth.json``.
-        resume: continue from ``checkpoint_dir/growth.json`` if it exists (a run that
-            was interrupted during a stage redoes that stage).
+            history) is written to ``checkpoint_dir/growth.json``; the training of
+            stage s also checkpoints into ``checkpoint_dir/stage_<s>`` when the trainer
+            takes ``checkpoint_dir`` and ``resume`` keywords (the built-in ones do,
+            every ``checkpoint_every`` steps, a train option).
+        resume: continue from ``checkpoint_dir/growth.json`` if it exists: the stage
+            that was interrupted goes on from its training checkpoint (bit-identically
+            with the built-in trainers), or is redone if the trainer has none.
         progress: print one line per stage.
 
     Returns:
@@ -918,7 +941,11 @@ def grow(
         n_steps = _steps_for(steps_per_stage, s, param.n_e, param.n_i)
         history, taken = None, n_steps
         if n_steps > 0:
-            out = train(param, sub, theta, n_steps, seed + s)
+            if ckpt is not None and _takes_checkpoints(train):  # the trainer checkpoints the stage
+                out = train(param, sub, theta, n_steps, seed + s, checkpoint_dir=ckpt.parent / f"stage_{s}",
+                            resume=resume and s == start)
+            else:
+                out = train(param, sub, theta, n_steps, seed + s)
             if hasattr(out, "theta"):
                 history = getattr(out, "history", None)
                 taken = int(getattr(out, "steps", n_steps))  # a time budget may stop it early

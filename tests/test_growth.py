@@ -312,6 +312,31 @@ def test_grow_resumes_from_its_checkpoint(tiny_task, tmp_path):
     assert [s.splits for s in resumed.stages] == [s.splits for s in straight.stages]
 
 
+def test_grow_resumes_inside_a_stage_from_the_trainer_checkpoint(tiny_task, tmp_path):
+    """With a built-in trainer every stage's training checkpoints into stage_<s>: a run
+    interrupted mid-stage goes on from there and ends bit-identical to a straight run."""
+    from momentssn.train import load_checkpoint
+
+    sim = dict(n_trials=4, t_max=20.0, t_avg=10.0, dt=0.5, checkpoint_every=1)
+    kw = dict(sizes=[(1, 1), (3, 3)], steps_per_stage=[4, 0], progress=False)
+
+    def interrupt(t, theta, loss, aux):
+        if t == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        grow(tiny_task, train_options=dict(sim, callback=interrupt), checkpoint_dir=tmp_path, **kw)
+    assert not (tmp_path / "growth.json").exists() and load_checkpoint(tmp_path / "stage_0")["step"] == 2
+    resumed = grow(tiny_task, train_options=sim, checkpoint_dir=tmp_path, resume=True, **kw)
+    straight = grow(tiny_task, train_options=sim, **kw)
+    np.testing.assert_array_equal(resumed.theta, straight.theta)
+    assert resumed.stages[0].train_history["step"] == [0, 1, 2, 3]
+    assert resumed.stages[0].train_history["loss"] == straight.stages[0].train_history["loss"]
+    with pytest.raises(ValueError, match="must not set 'checkpoint_dir'"):
+        grow(tiny_task, train_options=dict(sim, checkpoint_dir=tmp_path), **kw)
+
+
 def test_grow_reports_an_unstable_stage(tiny_task):
     """A trainer that makes the network unstable: recorded (stable=False, loss inf) with a
     warning, and the (neutral) split keeps it unstable."""
