@@ -612,7 +612,8 @@ def crosscheck(
             scatter there and, with ``transient``, the time courses next to it
             ("<stem>_transient<suffix>").
         neurons: neurons shown in the transient figure (default: up to 2 E and 2 I).
-        progress: print what is being done (and the simulation's chunk progress).
+        progress: print what is being done (and, on a terminal, the simulation's
+            chunk progress).
 
     Returns:
         :class:`CrosscheckReport`.  A closure without a stable fixed point and
@@ -642,6 +643,9 @@ def crosscheck(
     if burn_in is None:
         burn_in = _default_burn_in(net, t_max)
     say = (lambda msg: print(msg, flush=True)) if progress else (lambda msg: None)
+    # the simulation's chunk counter rewrites one line: only on a terminal (simulate's
+    # default), where a log file would get one long line of carriage returns
+    sim_progress = None if progress else False
     timings = {}
 
     with jax.default_matmul_precision("highest"):
@@ -655,7 +659,7 @@ def crosscheck(
             f"(dt {dt:g} ms, burn-in {burn_in:g} ms, {dtype.name})")
         with _quiet_divergence():
             res = simulate(net, jnp.asarray(H, dtype), t_max, dt, n_trials, seed, burn_in=burn_in,
-                           dtype=dtype, n_groups=n_groups, progress=progress)
+                           dtype=dtype, n_groups=n_groups, progress=sim_progress)
         se = res.standard_error()
         sim = Moments(np.asarray(res.moments.mean, float), np.asarray(res.moments.cov, float))
         sim_se = Moments(np.asarray(se.mean, float), np.asarray(se.cov, float))
@@ -683,7 +687,7 @@ def crosscheck(
                 f"(dt {tdt:g} ms)")
             tr = _transient(net_th, net, jnp.asarray(H[tr_idx], dtype), t_max=T_tr, dt=tdt, n_trials=n_tr,
                             stimuli=tr_idx,
-                            seed=seed + 1, stride=stride, dtype=dtype, progress=progress)
+                            seed=seed + 1, stride=stride, dtype=dtype, progress=sim_progress)
             timings["transient"] = time.perf_counter() - t0
 
     all_div = (n_div >= n_trials) | ~np.all(np.isfinite(sim.mean), -1)

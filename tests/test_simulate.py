@@ -412,3 +412,13 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="eta0"):
         simulate(net, h, 10.0, 0.5, 2, 0, eta0="white")
     assert SimulationResult._fields[0] == "moments"
+
+
+def test_progress_indicator_only_when_asked_or_on_a_terminal(capsys):
+    net, h = ms.SSN.two_population(), jnp.array([2.0, 2.0])
+    kw = dict(burn_in=2.0, chunk_steps=10)
+    jax.block_until_ready(simulate(net, h, 10.0, 0.5, 2, 0, progress=True, **kw).moments)
+    out = capsys.readouterr().out
+    assert "simulate: chunk 1/2" in out and "chunk 2/2 (100.0%)" in out
+    jax.block_until_ready(simulate(net, h, 10.0, 0.5, 2, 0, **kw).moments)  # stdout is not a terminal here
+    assert "simulate" not in capsys.readouterr().out
