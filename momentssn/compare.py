@@ -253,12 +253,13 @@ def train_run(
             n_e = task.n_targets
             n_i = task.n_net - task.n_exc or n_e
             sizes = doubling_sizes(n_e, n_i)
-            deadline, stage = t0 + budget_s, [0]
+            deadline = t0 + budget_s
 
             def train_fn(param, sub, theta, n_steps, seed, checkpoint_dir=None, resume=False):
-                # what is left of the budget, shared by the stages still to come
-                left = max(deadline - time.perf_counter(), 1.0) / (len(sizes) - stage[0])
-                stage[0] += 1
+                # what is left of the budget, shared by this stage and the ones to come
+                # (the stage from the network's size: also right when grow resumes)
+                stage = sizes.index((param.n_e, param.n_i))
+                left = max(deadline - time.perf_counter(), 1.0) / (len(sizes) - stage)
                 return train_bptt(param, sub, theta0=theta, steps=n_steps, seed=seed, max_time=left,
                                   checkpoint_dir=checkpoint_dir, resume=resume, progress=False, **sim)
 
