@@ -120,10 +120,12 @@ def _safe(loss: Callable, has_ctx: bool) -> Callable:
     return f, jax.jit(vg)
 
 
-def _iterate(stop: _Stopper, x, v, g, aux, step) -> None:
-    """The loop of the compiled backends: ``step(x, v, g) -> (x, v, g, aux)`` (one
-    L-BFGS iteration, line search included) until ``stop`` says so; x0 counts as one
-    evaluation and each new point as one more (plus what ``step`` adds)."""
+def _iterate(stop: _Stopper, x, vg, step) -> None:
+    """The loop of the compiled backends: evaluate ``vg`` at x0, then
+    ``step(x, v, g) -> (x, v, g, aux)`` (one L-BFGS iteration, line search included)
+    until ``stop`` says so; x0 counts as one evaluation and each new point as one more
+    (plus what ``step`` adds)."""
+    (v, aux), g = vg(x, *stop.ctx)
     stop.n_evals += 1
     if stop.record(x, v, g, aux):
         return
@@ -170,8 +172,7 @@ def _run_jaxopt(loss, x0, stop: _Stopper, history_size):
         stop.n_evals = int(st.num_fun_eval)  # + 1 for x0, added by _iterate
         return x, st.value, st.grad, st.aux
 
-    (v0, aux0), g0 = vg(x0, *stop.ctx)
-    _iterate(stop, x0, v0, g0, aux0, step)
+    _iterate(stop, x0, vg, step)
 
 
 def _run_optax(loss, x0, stop: _Stopper, history_size):
@@ -195,8 +196,7 @@ def _run_optax(loss, x0, stop: _Stopper, history_size):
         (v, aux), g = vg(x, *stop.ctx)
         return x, v, g, aux
 
-    (v0, aux0), g0 = vg(x0, *stop.ctx)
-    _iterate(stop, x0, v0, g0, aux0, next_point)
+    _iterate(stop, x0, vg, next_point)
 
 
 def _run_scipy(loss, x0, stop: _Stopper, history_size, first_step=0.05):
