@@ -22,7 +22,16 @@ from .model import SSN, rate
 from .moments import Moments, MomentTrajectory, correlation, symmetrize
 from .nonlinearity import rate_expectations, rectified_moment
 from .optim import LBFGSResult, minimize_lbfgs
-from .parameterizations import Baseline15, General, Ring, echeveste_start, echeveste_theta, get_parameterization
+from .parameterizations import (
+    Baseline15,
+    General,
+    Ring,
+    echeveste_start,
+    echeveste_theta,
+    get_parameterization,
+    parameterization_from_json,
+    register_parameterization,
+)
 from .propagate import propagate_moments
 from .simulate import SimulationResult, simulate
 from .spectrum import lagged_covariance, peak_frequency, power_spectrum
@@ -80,6 +89,8 @@ __all__ = [
     "Ring",
     "General",
     "get_parameterization",
+    "parameterization_from_json",
+    "register_parameterization",
     "echeveste_start",
     "echeveste_theta",
     "crosscheck",

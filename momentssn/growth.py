@@ -49,7 +49,14 @@ import numpy as np
 from .losses import LossWeights, loss_per_stimulus
 from .model import SSN
 from .moments import Moments
-from .parameterizations import _INPUT_FIELDS, Field, Parameterization, input_nonlinearity, von_mises_kernel
+from .parameterizations import (
+    _INPUT_FIELDS,
+    Field,
+    Parameterization,
+    input_nonlinearity,
+    register_parameterization,
+    von_mises_kernel,
+)
 from .stationary import stationary_solve
 from .tasks import Task
 
@@ -214,6 +221,7 @@ def _two_population_defaults() -> Dict[str, float]:
 
 
 @dataclasses.dataclass(frozen=True)
+@register_parameterization
 class Growing(Parameterization):
     """A size-varying SSN parameterization: n_e E cells then n_i I cells, everything free.
 

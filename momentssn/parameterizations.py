@@ -63,6 +63,7 @@ __all__ = [
     "Ring",
     "General",
     "get_parameterization",
+    "register_parameterization",
     "parameterization_from_json",
     "BASELINE15_DEFAULTS",
     "echeveste_start",
@@ -721,10 +722,23 @@ class General(_FromBaseline, Parameterization):
 PARAMETERIZATIONS = {"baseline15": Baseline15, "ring": Ring, "general": General}
 
 
-def get_parameterization(name: str, m: int = 50, **constants) -> Parameterization:
-    """``"baseline15" | "ring" | "general"`` (case-insensitive) -> a parameterization.
+def register_parameterization(cls):
+    """Make a ``Parameterization`` subclass known by its ``kind`` to
+    :func:`get_parameterization` and :func:`parameterization_from_json` (a class
+    decorator; ``momentssn.growth.Growing`` registers itself this way)."""
+    if not (isinstance(cls, type) and issubclass(cls, Parameterization) and cls.kind):
+        raise ValueError(f"cls must be a Parameterization subclass with a kind, got {cls!r}")
+    PARAMETERIZATIONS[cls.kind.lower()] = cls
+    return cls
 
-    ``constants`` override the other fixed fields (tau_e, tau_i, tau_noise, k, n).
+
+def get_parameterization(name: str, m: int = 50, **constants) -> Parameterization:
+    """A registered parameterization by name (case-insensitive): ``"baseline15"``,
+    ``"ring"``, ``"general"``, ``"growing"`` (``momentssn.growth.Growing``), or one
+    added with :func:`register_parameterization`.
+
+    ``constants`` override the other fixed fields (tau_e, tau_i, tau_noise, k, n, and
+    the class's own, e.g. n_e, n_i, d_noise of ``Growing``).
     """
     key = str(name).lower()
     if key not in PARAMETERIZATIONS:

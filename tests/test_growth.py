@@ -203,6 +203,15 @@ def test_growing_json_round_trip_and_population_averages():
     np.testing.assert_allclose(np.diag(np.asarray(net.noise_cov)), [3.01] * 3 + [1.51] * 2, rtol=1e-12)
     np.testing.assert_array_equal(np.asarray(net.tau), [20.0] * 3 + [10.0] * 2)
     np.testing.assert_array_equal(param.from_json(param.to_json(theta)), theta)
+    # the document names its parameterization: it is rebuilt from the JSON alone
+    param2, theta2 = ms.parameterization_from_json(param.to_json(theta))
+    assert param2 == param and ms.get_parameterization("Growing", n_e=3, n_i=2, d_noise=4) == param
+    np.testing.assert_array_equal(theta2, theta)
+
+
+def test_register_parameterization_checks_its_argument():
+    with pytest.raises(ValueError, match="cls must be a Parameterization subclass"):
+        ms.register_parameterization(dict)
 
 
 # --------------------------------------------------------------------------- policies
