@@ -2,7 +2,11 @@
 
 Every verb prints progress for long work and writes its results (JSON + figures) to
 ``--out``.  The command line enables JAX's float64 mode for its own process (the
-library never does that by itself).
+library never does that by itself), and JAX's persistent compilation cache in
+``$XDG_CACHE_HOME/momentssn/xla`` (default ``~/.cache/momentssn/xla``), so that a
+second run skips most compilation (a fit's first iterations: ~25 s -> ~14 s on 2
+cores).  Set ``JAX_COMPILATION_CACHE_DIR`` to use another folder, or to the empty
+string to turn the cache off.
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ import json
 import sys
 import time
 from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """Where the command line keeps JAX's compilation cache (module docstring)."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "momentssn" / "xla"
 
 
 def _setup_jax():
@@ -25,6 +37,8 @@ def _setup_jax():
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # else JAX has read it (empty: no cache)
+        jax.config.update("jax_compilation_cache_dir", str(default_cache_dir()))
 
 
 def _write_json(path: Path, obj) -> None:

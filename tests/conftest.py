@@ -13,6 +13,10 @@ _FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 
+# The command line (called by some tests) turns on JAX's persistent compilation cache
+# in the user's home unless this is set; the empty string keeps the tests hermetic.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "")
+
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
