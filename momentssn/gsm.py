@@ -74,13 +74,15 @@ Assumption: secondary maxima of p(log z | x) narrower than the scan-grid spacing
 not searched for (f is a sum of a concave part and sigmoids in t; for images drawn
 from the model it is unimodal in practice).
 
-Transformations: everything is jit-able and vmap-able (a batch is vmapped).  The node
-placement is held fixed under differentiation (``stop_gradient``; exact up to the
-neglected tail mass), only the integrand at the nodes is differentiated.  Gradients
-with respect to x, sigma_x, alpha and beta match finite differences; gradients with
-respect to ``filters`` and ``prior_cov`` go through the SVD and are inaccurate when the
-generalized eigenvalues are (nearly) degenerate, as in the ring-symmetric default task
-(~1% error measured there) -- do not rely on them.
+Transformations: everything is jit-able and vmap-able (a batch is vmapped).
+Derivatives (forward and reverse mode) with respect to x and every leaf of the GSM
+come from a custom JVP (``_posterior``): the node placement is held fixed (exact up to
+the neglected tail mass), and the tangents are those of the same posterior written
+with dense (M, M) algebra in the fixed latent basis (posterior precision
+W^T C^-1 W + s W^T A^T A W at every node, Cholesky-factored), so no derivative goes
+through the SVD: they stay accurate where the generalized eigenvalues lam are
+degenerate, as in the ring-symmetric default task (tests/test_gsm.py checks them
+against finite differences on exactly degenerate and on random problems).
 """
 
 from __future__ import annotations
@@ -435,16 +437,13 @@ def _nodes(g: GSM, b2, lam, proj):
     """Quadrature nodes on t = log z.
 
     Args: b2 (M,) = b_i^2; lam (M,); proj = |P_A x|^2 (bounds the modes, see docstring).
-    Returns t (K,), w (K,), f (K,), f_star, t_star, sat: the nodes, the weights
-    w_k = GL weight * exp(f(t_k) - f*) (so sum_k w_k ≈ ∫ exp(f(t) - f*) dt), f at the
-    nodes, the maximum and maximiser of f, and the saturation mask used for f.
-
-    The search for the interval runs on stop-gradient copies (so no loop is ever
-    differentiated); only f(t_k) at the fixed nodes carries derivatives.
+    Returns t (K,), wt (K,), w (K,), f (K,), f_star, t_star, sat: the nodes, the bare
+    Gauss-Legendre weights wt_k (on t), the weights w_k = wt_k exp(f(t_k) - f*) (so
+    sum_k w_k ≈ ∫ exp(f(t) - f*) dt), f at the nodes, the maximum and maximiser of f,
+    and the saturation mask used for f.  (Derivatives: see ``_posterior``.)
     """
     live = (b2, lam, g.sigma_x**2, g.alpha, g.beta)
-    b2, lam, sigma2, alpha, beta = (jax.lax.stop_gradient(v) for v in live)
-    proj = jax.lax.stop_gradient(proj)
+    b2, lam, sigma2, alpha, beta = live
 
     # 1. bracket of all modes: f'(t) > 0 below t_L and < 0 above t_R.
     c = jnp.sum(lam) / sigma2
@@ -500,9 +499,9 @@ def _nodes(g: GSM, b2, lam, proj):
     a, bb = edges[:-1, None], edges[1:, None]
     t = (a + (bb - a) * u).reshape(-1)
     wt = ((bb - a) * w).reshape(-1)
-    f_live = _log_density_logz(t, *live, sat)  # differentiable in x and the GSM
-    f_star = jnp.maximum(f_star, jax.lax.stop_gradient(jnp.max(f_live)))  # never overflow
-    return t, wt * jnp.exp(f_live - f_star), f_live, f_star, t_star, sat
+    f_live = _log_density_logz(t, *live, sat)
+    f_star = jnp.maximum(f_star, jnp.max(f_live))  # never overflow
+    return t, wt, wt * jnp.exp(f_live - f_star), f_live, f_star, t_star, sat
 
 
 def _prepare(g: GSM, x):
@@ -521,12 +520,14 @@ def _prepare(g: GSM, x):
     return basis, b, jnp.minimum(proj, xnorm2), xnorm2
 
 
-def _posterior(g: GSM, x) -> Tuple[Moments, ZPosterior]:
-    """Posterior moments of y and the posterior over z for one image x (P,)."""
+def _posterior_basis(g: GSM, x):
+    """Posterior moments of y and the posterior over z for one image x (P,), in the
+    latent basis (module docstring); also the basis W and the quadrature (nodes t,
+    bare weights wt) that ``_posterior_dense`` reuses for derivatives."""
     basis, b, proj, xnorm2 = _prepare(g, x)
     sigma2 = g.sigma_x**2
     b2 = b**2
-    t, w, f, f_star, t_star, sat = _nodes(g, b2, basis.lam, proj)
+    t, wt, w, f, f_star, t_star, sat = _nodes(g, b2, basis.lam, proj)
     total = jnp.sum(w)
     wn = w / total
     z = jnp.exp(t)
@@ -541,16 +542,89 @@ def _posterior(g: GSM, x) -> Tuple[Moments, ZPosterior]:
     moments = Moments(W @ m, symmetrize(W @ cov_in @ W.T))
 
     # z posterior; constants dropped from f: Gamma and Gaussian normalisers, |x|^2, saturated terms.
-    const = (
+    const = _log_evidence_constant(g, xnorm2) + _saturation_constant(b2, basis.lam, sigma2, sat)
+    log_norm = f_star + jnp.log(total)  # log ∫ exp(f) dt
+    density = jnp.exp(f - log_norm) / z  # p(z | x) = p(t | x) / z
+    zpost = ZPosterior(z, density, wn, log_norm + const, jnp.exp(t_star))
+    return (moments, zpost), (W, t, wt)
+
+
+def _log_evidence_constant(g: GSM, xnorm2):
+    """log p(x) - log ∫ exp(f(t)) dt for the plain f: Gamma and Gaussian normalisers, |x|^2."""
+    sigma2 = g.sigma_x**2
+    return (
         g.alpha * jnp.log(g.beta)
         - jax.scipy.special.gammaln(g.alpha)
         - 0.5 * g.n_pixels * jnp.log(2.0 * jnp.pi * sigma2)
         - 0.5 * xnorm2 / sigma2
-        + _saturation_constant(b2, basis.lam, sigma2, sat)
     )
-    log_norm = f_star + jnp.log(total)  # log ∫ exp(f) dt
-    density = jnp.exp(f - log_norm) / z  # p(z | x) = p(t | x) / z
-    return moments, ZPosterior(z, density, wn, log_norm + const, jnp.exp(t_star))
+
+
+def _posterior_dense(g: GSM, x, W, t, wt, mode):
+    """The same posterior by dense (M, M) algebra in a *fixed* basis W, on fixed nodes.
+
+    With P_W = W^T C^-1 W, G = W^T A^T A W and b = W^T A^T x (at the point where W
+    was computed: I, diag(lam) and the basis coordinates), the posterior precision of
+    the coordinates u = W^-1 y at z is H_z = P_W + s G, s = z^2 / sigma_x^2, and
+
+        Sigma_z = W H_z^-1 W^T,   mu_z = (z / sigma_x^2) W H_z^-1 b,
+        f(t) = alpha t - beta z - 1/2 (log det H_z - log det P_W) + s/(2 sigma_x^2) b^T H_z^-1 b.
+
+    Nothing here diagonalises anything, so its derivatives stay accurate where the
+    generalized eigenvalues lam are (nearly) degenerate; the basis route's would go
+    through the SVD's 1 / (lam_i - lam_j).  Used only for tangents (K Cholesky
+    factorizations of (M, M)); values come from ``_posterior_basis``.
+    """
+    sigma2 = g.sigma_x**2
+    AW = g.filters @ W
+    PW = W.T @ jnp.linalg.solve(g.prior_cov, W)
+    PW = 0.5 * (PW + PW.T)
+    G = AW.T @ AW
+    b = AW.T @ x
+    z = jnp.exp(t)
+    s = z**2 / sigma2
+    H = PW[None] + s[:, None, None] * G[None]  # (K, M, M)
+    cH = jnp.linalg.cholesky(H)
+    eye = jnp.broadcast_to(jnp.eye(W.shape[0], dtype=H.dtype), H.shape)
+    Hinv = jax.scipy.linalg.cho_solve((cH, True), eye)  # (K, M, M)
+    y = Hinv @ b  # (K, M): H_z^-1 b
+    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(cH, axis1=-2, axis2=-1)), axis=-1)
+    logdet0 = 2.0 * jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(PW))))
+    f = g.alpha * t - g.beta * z - 0.5 * (logdet - logdet0) + s * (y @ b) / (2.0 * sigma2)
+    f0 = jax.lax.stop_gradient(jnp.max(f))  # any constant: log sum wt e^f = f0 + log sum wt e^(f - f0)
+    w = wt * jnp.exp(f - f0)
+    total = jnp.sum(w)
+    wn = w / total
+    v = (z / sigma2)[:, None] * y
+    m = wn @ v
+    dv = v - m
+    cov_in = jnp.einsum("k,kij->ij", wn, Hinv) + (dv * wn[:, None]).T @ dv
+    moments = Moments(W @ m, symmetrize(W @ cov_in @ W.T))
+    log_norm = f0 + jnp.log(total)
+    density = jnp.exp(f - log_norm) / z
+    zpost = ZPosterior(z, density, wn, log_norm + _log_evidence_constant(g, jnp.sum(x**2)), mode)
+    return moments, zpost
+
+
+@jax.custom_jvp
+def _posterior(g: GSM, x) -> Tuple[Moments, ZPosterior]:
+    """Posterior moments of y and the posterior over z for one image x (P,).
+
+    Values from the latent basis (``_posterior_basis``).  Derivatives (a custom JVP,
+    reverse mode by transposition): those of ``_posterior_dense`` at the same basis
+    and nodes, so that the quadrature's placement, which only moves the (tiny)
+    neglected tail mass, is held fixed, and no derivative goes through the SVD.
+    """
+    return _posterior_basis(g, x)[0]
+
+
+@_posterior.defjvp
+def _posterior_jvp(primals, tangents):
+    g, x = primals
+    out, (W, t, wt) = _posterior_basis(g, x)
+    mode = out[1].mode
+    _, d_out = jax.jvp(lambda g_, x_: _posterior_dense(g_, x_, W, t, wt, mode), (g, x), tangents)
+    return out, d_out
 
 
 # The posterior is computed for a handful of images (task targets), so compile time

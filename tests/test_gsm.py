@@ -324,6 +324,45 @@ def test_single_image_path_and_derivative(small):
         assert abs(float(slope) - fd) < 1e-6 * max(1.0, abs(fd))
 
 
+def test_derivatives_in_every_leaf_match_finite_differences(small):
+    """Reverse and forward mode w.r.t. filters, prior_cov, sigma_x, alpha, beta and the
+    images, against central differences, on the small random problem and on one whose
+    generalized eigenvalues are exactly degenerate (orthogonal filters of equal norm,
+    C = I: where derivatives through the SVD fail)."""
+    gsm, A, C, ystar = small
+    rng = np.random.default_rng(7)
+    P, M = A.shape
+    Q = np.linalg.qr(rng.normal(size=(P, M)))[0]
+    degenerate = GSM(0.5 * Q, np.eye(M), 1.0, ALPHA, BETA)
+    cw = jnp.asarray(np.cos(np.arange(M * M)).reshape(M, M))
+
+    def F(g, xs):  # a batch of two images: the vmapped path
+        post, zpost = g.posterior(xs)
+        return (jnp.sum(jnp.sin(1.0 + jnp.arange(M)) * post.mean) + jnp.sum(cw * post.cov)
+                + 0.1 * jnp.sum(zpost.log_evidence) + jnp.sum(zpost.mean))
+
+    grad = jax.jit(jax.grad(F, argnums=(0, 1)))
+    fwd = jax.jit(lambda g, xs, dg, dx: jax.jvp(F, (g, xs), (dg, dx))[1])
+    for g, Af in ((gsm, A), (degenerate, 0.5 * Q)):
+        xs = jnp.asarray(np.stack([1.5 * Af @ ystar, 0.7 * Af @ ystar[::-1] + 0.2 * rng.normal(size=P)]))
+        g_bar, x_bar = grad(g, xs)
+        dC = rng.normal(size=(M, M))
+        directions = [rng.normal(size=(P, M)), dC + dC.T, 0.3, 0.7, -0.4]  # leaves' order
+        tang = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(g), [jnp.asarray(d) for d in directions])
+        dx = jnp.asarray(rng.normal(size=xs.shape))
+        leaves = ("filters", "prior_cov", "sigma_x", "alpha", "beta")
+        rev = sum(float(jnp.sum(getattr(g_bar, n) * getattr(tang, n))) for n in leaves)
+        rev += float(jnp.sum(x_bar * dx))
+        h = 1e-5
+
+        def moved(sign):
+            return g.replace(**{n: getattr(g, n) + sign * h * getattr(tang, n) for n in leaves})
+
+        fd = (float(F(moved(1), xs + h * dx)) - float(F(moved(-1), xs - h * dx))) / (2 * h)
+        assert abs(rev - fd) < 1e-6 * max(1.0, abs(fd)), (rev, fd)
+        assert abs(float(fwd(g, xs, tang, dx)) - rev) < 1e-10 * max(1.0, abs(rev))
+
+
 def test_validation():
     A = np.ones((4, 2))
     with pytest.raises(ValueError, match="prior_cov must have shape"):
