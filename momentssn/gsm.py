@@ -437,10 +437,10 @@ def _nodes(g: GSM, b2, lam, proj):
     """Quadrature nodes on t = log z.
 
     Args: b2 (M,) = b_i^2; lam (M,); proj = |P_A x|^2 (bounds the modes, see docstring).
-    Returns t (K,), wt (K,), w (K,), f (K,), f_star, t_star, sat: the nodes, the bare
-    Gauss-Legendre weights wt_k (on t), the weights w_k = wt_k exp(f(t_k) - f*) (so
-    sum_k w_k ≈ ∫ exp(f(t) - f*) dt), f at the nodes, the maximum and maximiser of f,
-    and the saturation mask used for f.  (Derivatives: see ``_posterior``.)
+    Returns t (K,), wt (K,), f (K,), f_star, t_star, sat: the nodes, the Gauss-Legendre
+    weights on t (sum_k wt_k exp(f(t_k)) ≈ ∫ exp(f(t)) dt), f at the nodes, an upper
+    bound of f (the maximum found), the maximiser of f, and the saturation mask used
+    for f.  (Derivatives: see ``_posterior``.)
     """
     live = (b2, lam, g.sigma_x**2, g.alpha, g.beta)
     b2, lam, sigma2, alpha, beta = live
@@ -501,7 +501,7 @@ def _nodes(g: GSM, b2, lam, proj):
     wt = ((bb - a) * w).reshape(-1)
     f_live = _log_density_logz(t, *live, sat)
     f_star = jnp.maximum(f_star, jnp.max(f_live))  # never overflow
-    return t, wt, wt * jnp.exp(f_live - f_star), f_live, f_star, t_star, sat
+    return t, wt, f_live, f_star, t_star, sat
 
 
 def _prepare(g: GSM, x):
@@ -527,26 +527,36 @@ def _posterior_basis(g: GSM, x):
     basis, b, proj, xnorm2 = _prepare(g, x)
     sigma2 = g.sigma_x**2
     b2 = b**2
-    t, wt, w, f, f_star, t_star, sat = _nodes(g, b2, basis.lam, proj)
-    total = jnp.sum(w)
-    wn = w / total
-    z = jnp.exp(t)
-
-    # moments: E_z[mu_z] = W E[v_z],  Cov = W (E_z[diag r_z] + Cov_z[v_z]) W^T
+    t, wt, f, f_star, t_star, sat = _nodes(g, b2, basis.lam, proj)
+    # constants dropped from f: Gamma and Gaussian normalisers, |x|^2, saturated terms
+    const = _log_evidence_constant(g, xnorm2) + _saturation_constant(b2, basis.lam, sigma2, sat)
+    zpost = _z_posterior(t, wt, f, f_star, const, jnp.exp(t_star))
+    z, wn = zpost.z, zpost.weights
     r = 1.0 / (1.0 + (z**2 / sigma2)[:, None] * basis.lam)  # (K, M): 1 / (1 + s lam)
     v = (z / sigma2)[:, None] * b * r  # (K, M): v_z = (z / sigma^2) b / (1 + s lam)
+    moments = _mixture_moments(basis.W, wn, v, jnp.diag(wn @ r))
+    return (moments, zpost), (basis.W, t, wt)
+
+
+def _z_posterior(t, wt, f, f_ref, const, mode) -> ZPosterior:
+    """The z posterior from the log density f (K,) of t = log z at the nodes t (K,)
+    with quadrature weights wt (K,); f_ref >= f (no overflow; any value: it cancels),
+    const = log p(x) - log ∫ exp(f) dt."""
+    w = wt * jnp.exp(f - f_ref)
+    total = jnp.sum(w)
+    log_norm = f_ref + jnp.log(total)  # log ∫ exp(f) dt
+    z = jnp.exp(t)
+    density = jnp.exp(f - log_norm) / z  # p(z | x) = p(t | x) / z
+    return ZPosterior(z, density, w / total, log_norm + const, mode)
+
+
+def _mixture_moments(W, wn, v, cond_cov) -> Moments:
+    """Moments of y = W u when u | z_k ~ (v_k, Sigma_k) with weights wn (K,): v (K, M),
+    cond_cov = sum_k wn_k Sigma_k (M, M).  E[y] = W E[v],  Cov = W (cond_cov + Cov_z[v]) W^T."""
     m = wn @ v
     dv = v - m  # centred before the outer product (no cancellation)
-    cov_in = jnp.diag(wn @ r) + (dv * wn[:, None]).T @ dv
-    W = basis.W
-    moments = Moments(W @ m, symmetrize(W @ cov_in @ W.T))
-
-    # z posterior; constants dropped from f: Gamma and Gaussian normalisers, |x|^2, saturated terms.
-    const = _log_evidence_constant(g, xnorm2) + _saturation_constant(b2, basis.lam, sigma2, sat)
-    log_norm = f_star + jnp.log(total)  # log ∫ exp(f) dt
-    density = jnp.exp(f - log_norm) / z  # p(z | x) = p(t | x) / z
-    zpost = ZPosterior(z, density, wn, log_norm + const, jnp.exp(t_star))
-    return (moments, zpost), (W, t, wt)
+    cov_in = cond_cov + (dv * wn[:, None]).T @ dv
+    return Moments(W @ m, symmetrize(W @ cov_in @ W.T))
 
 
 def _log_evidence_constant(g: GSM, xnorm2):
@@ -591,19 +601,11 @@ def _posterior_dense(g: GSM, x, W, t, wt, mode):
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(cH, axis1=-2, axis2=-1)), axis=-1)
     logdet0 = 2.0 * jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(PW))))
     f = g.alpha * t - g.beta * z - 0.5 * (logdet - logdet0) + s * (y @ b) / (2.0 * sigma2)
-    f0 = jax.lax.stop_gradient(jnp.max(f))  # any constant: log sum wt e^f = f0 + log sum wt e^(f - f0)
-    w = wt * jnp.exp(f - f0)
-    total = jnp.sum(w)
-    wn = w / total
+    f_ref = jax.lax.stop_gradient(jnp.max(f))  # a constant (it cancels)
+    zpost = _z_posterior(t, wt, f, f_ref, _log_evidence_constant(g, jnp.sum(x**2)), mode)
+    wn = zpost.weights
     v = (z / sigma2)[:, None] * y
-    m = wn @ v
-    dv = v - m
-    cov_in = jnp.einsum("k,kij->ij", wn, Hinv) + (dv * wn[:, None]).T @ dv
-    moments = Moments(W @ m, symmetrize(W @ cov_in @ W.T))
-    log_norm = f0 + jnp.log(total)
-    density = jnp.exp(f - log_norm) / z
-    zpost = ZPosterior(z, density, wn, log_norm + _log_evidence_constant(g, jnp.sum(x**2)), mode)
-    return moments, zpost
+    return _mixture_moments(W, wn, v, jnp.einsum("k,kij->ij", wn, Hinv)), zpost
 
 
 @jax.custom_jvp
