@@ -91,7 +91,7 @@ def fit(
         max_iter: iterations per start.
         max_time: wall-time budget (s) for all starts together, compilation included;
             it is checked after every iteration, so a cold start (first iterations
-            compile for ~30 s on 2 cores; less with the command line's compilation
+            compile for ~40 s on 2 cores; less with the command line's compilation
             cache) can overshoot a small budget by that much.
         loss: "stationary" or "transient".
         theta0: first start (default: ``param.default_theta()``).
