@@ -728,7 +728,11 @@ def register_parameterization(cls):
     decorator; ``momentssn.growth.Growing`` registers itself this way)."""
     if not (isinstance(cls, type) and issubclass(cls, Parameterization) and cls.kind):
         raise ValueError(f"cls must be a Parameterization subclass with a kind, got {cls!r}")
-    PARAMETERIZATIONS[cls.kind.lower()] = cls
+    key = cls.kind.lower()
+    old = PARAMETERIZATIONS.get(key)
+    if old is not None and old.__qualname__ != cls.__qualname__:  # (a reloaded module may re-register)
+        raise ValueError(f"cls.kind {cls.kind!r} is already registered for {old.__qualname__}")
+    PARAMETERIZATIONS[key] = cls
     return cls
 
 

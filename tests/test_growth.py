@@ -213,6 +213,12 @@ def test_register_parameterization_checks_its_argument():
     with pytest.raises(ValueError, match="cls must be a Parameterization subclass"):
         ms.register_parameterization(dict)
 
+    class Impostor(ms.Ring):
+        kind = "growing"
+
+    with pytest.raises(ValueError, match="'growing' is already registered for Growing"):
+        ms.register_parameterization(Impostor)
+
 
 # --------------------------------------------------------------------------- policies
 
