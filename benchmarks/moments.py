@@ -63,7 +63,7 @@ def make_floor(net, h, n_evals):
         z = z_root + 1e-3 * jnp.tanh(z0)  # near the root, and depends on the start
 
         def newton_iterate(z, _):  # the residual at z (one Lyapunov solve); the next point
-            r, c = _residual(net, h, z)
+            r, _ = _residual(net, h, z)
             return z - 1e-6 * r, None
 
         z, _ = jax.lax.scan(newton_iterate, z, None, length=n_evals)

@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--method", default="jaxopt", choices=("jaxopt", "optax", "scipy"))
     f.add_argument("--restarts", type=int, default=2, help="random restarts besides the default start")
     f.add_argument("--max-iter", type=int, default=300)
-    f.add_argument("--max-time", type=float, default=110.0, help="time budget in seconds (all restarts; checked between iterations, compilation included)")
+    f.add_argument("--max-time", type=float, default=110.0,
+                   help="time budget in seconds (all restarts; compilation included, checked between iterations)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--loss", default="stationary", choices=("stationary", "transient"))
     f.add_argument("--no-check", action="store_true", help="skip the simulation check")

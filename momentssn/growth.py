@@ -220,8 +220,8 @@ def _two_population_defaults() -> Dict[str, float]:
     }
 
 
-@dataclasses.dataclass(frozen=True)
 @register_parameterization
+@dataclasses.dataclass(frozen=True)
 class Growing(Parameterization):
     """A size-varying SSN parameterization: n_e E cells then n_i I cells, everything free.
 
