@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["solve_lyapunov"]
+__all__ = ["solve_lyapunov", "lyapunov_known_solution"]
 
 _MAX_ITERS = 60
 
@@ -93,3 +93,34 @@ def solve_lyapunov(A: jax.Array, Q: jax.Array) -> jax.Array:
         return _sign_iteration(A.T, -B)
 
     return lax.custom_linear_solve(matvec, -Q, solve, transpose_solve)
+
+
+@jax.custom_vjp
+def lyapunov_known_solution(A: jax.Array, Q: jax.Array, X: jax.Array) -> jax.Array:
+    """X, already known to solve ``A X + X A^T + Q = 0``, with the reverse-mode
+    derivatives of ``solve_lyapunov(A, Q)`` (a backward pass that has kept the
+    solution skips the forward solve).
+
+    Args:
+        A: (N, N) Hurwitz matrix.
+        Q: (N, N) right-hand side.
+        X: (N, N) the solution (not checked; it gets no cotangent).
+
+    Returns:
+        X.  Reverse mode only (forward mode raises): with A^T Y + Y A = X_bar,
+        A_bar = -(Y X^T + Y^T X), Q_bar = -Y (one Lyapunov solve with A^T).
+    """
+    return X
+
+
+def _known_fwd(A, Q, X):
+    return X, (A, X)
+
+
+def _known_bwd(res, X_bar):
+    A, X = res
+    Y = _sign_iteration(A.T, -X_bar)  # A^T Y + Y A = X_bar
+    return -(Y @ X.T + Y.T @ X), -Y, jnp.zeros_like(X)
+
+
+lyapunov_known_solution.defvjp(_known_fwd, _known_bwd)

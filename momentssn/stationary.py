@@ -63,7 +63,7 @@ from jax import lax
 
 from . import closure
 from .errors import UnstableNetworkError
-from .lyapunov import solve_lyapunov
+from .lyapunov import lyapunov_known_solution, solve_lyapunov
 from .model import SSN, check_finite
 from .moments import Moments, symmetrize
 from .propagate import relax_from_rest
@@ -132,26 +132,28 @@ def noise_only_variance(net: SSN) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- closure at z
-def _closure_at(net: SSN, z: jax.Array):
+def _closure_at(net: SSN, z: jax.Array, S_known=None):
     """The closure at z = (mu, s) (2N,): everything the residual and Jacobian need.
 
-    Returns (r_mean, r_var) parts via a dict: nu, gamma, their elementwise
-    derivatives d/dmu and d/ds (one expectation call for values and both tangents),
-    J, X and S.
+    Returns a dict: nu, gamma, their elementwise derivatives d/dmu and d/ds (one
+    expectation call for values and both tangents), J, X and S.  ``S_known``: the
+    Lyapunov solution at z, already computed (then it is not solved for again; its
+    reverse-mode derivatives are those of the solve).
     """
     N = net.N
     mu, s = z[:N], z[N:]
     nu, gamma, d_mu, d_s = closure.expectations_with_derivatives(net, mu, s)
     J = closure.effective_jacobian(net, gamma)
     X = closure.stationary_cross_cov(net, J)
-    S = symmetrize(solve_lyapunov(J, closure.lyapunov_rhs(net, X)))
-    return dict(nu=nu, gamma=gamma, d_mu=d_mu, d_s=d_s, J=J, X=X, S=S)
+    Q = closure.lyapunov_rhs(net, X)
+    S = solve_lyapunov(J, Q) if S_known is None else lyapunov_known_solution(J, Q, S_known)
+    return dict(nu=nu, gamma=gamma, d_mu=d_mu, d_s=d_s, J=J, X=X, S=symmetrize(S))
 
 
-def _residual(net: SSN, h: jax.Array, z: jax.Array):
+def _residual(net: SSN, h: jax.Array, z: jax.Array, S_known=None):
     """r(z) (2N,) and the closure at z = (mu, s) (see ``_closure_at``)."""
     N = net.N
-    c = _closure_at(net, z)
+    c = _closure_at(net, z, S_known)
     r = jnp.concatenate([-z[:N] + h + net.W @ c["nu"], z[N:] - jnp.diagonal(c["S"])])
     return r, c
 
@@ -433,7 +435,7 @@ def _solve_bwd(saved, cts):
     Jz = _jacobian(net, c, K)
 
     def outputs(z_, net_, h_):  # (mu, S) and the residual r, from one closure evaluation
-        r, c_ = _residual(net_, h_, z_)
+        r, c_ = _residual(net_, h_, z_, S_known=c["S"])  # S at the root: no forward solve
         return z_[:N], c_["S"], r
 
     # one linearization, pulled back twice: the outputs' cotangent, then lambda on r

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from momentssn.lyapunov import solve_lyapunov
+from momentssn.lyapunov import lyapunov_known_solution, solve_lyapunov
 
 
 def _stable(rng, n, nonnormal=2.0):
@@ -51,6 +51,21 @@ def test_gradients_match_finite_differences():
     jv = jax.jvp(lambda A: solve_lyapunov(A, Q), (A,), (jnp.asarray(dA),))[1]
     fd = (solve_lyapunov(A + eps * dA, Q) - solve_lyapunov(A - eps * dA, Q)) / (2 * eps)
     assert np.max(np.abs(jv - fd)) <= 1e-7 * np.max(np.abs(fd))
+
+
+def test_known_solution_has_the_derivatives_of_the_solve():
+    rng = np.random.default_rng(1)
+    n = 5
+    A = jnp.asarray(_stable(rng, n) * 10)
+    Q = rng.normal(size=(n, n))
+    Q = jnp.asarray(Q @ Q.T)
+    X = solve_lyapunov(A, Q)
+    w = jnp.asarray(rng.normal(size=(n, n)))
+    f_solve = lambda A, Q: jnp.sum(w * jnp.sin(solve_lyapunov(A, Q)))  # noqa: E731
+    f_known = lambda A, Q: jnp.sum(w * jnp.sin(lyapunov_known_solution(A, Q, X)))  # noqa: E731
+    assert f_known(A, Q) == f_solve(A, Q)
+    for g_known, g_solve in zip(jax.grad(f_known, (0, 1))(A, Q), jax.grad(f_solve, (0, 1))(A, Q)):
+        assert np.max(np.abs(g_known - g_solve)) <= 1e-12 * np.max(np.abs(g_solve))
 
 
 def test_vmap_batches():
