@@ -33,12 +33,17 @@ def test_unstable_matrix_gives_nan():
     assert np.all(np.isnan(np.asarray(X)))
 
 
+def _problem(rng, n):
+    """A stable A (1/ms rates ~ 0.1-1) and a symmetric PSD Q, each (n, n)."""
+    A = jnp.asarray(_stable(rng, n) * 10)
+    Q = rng.normal(size=(n, n))
+    return A, jnp.asarray(Q @ Q.T)
+
+
 def test_gradients_match_finite_differences():
     rng = np.random.default_rng(0)
     n = 4
-    A = jnp.asarray(_stable(rng, n) * 10)
-    Q = rng.normal(size=(n, n))
-    Q = jnp.asarray(Q @ Q.T)
+    A, Q = _problem(rng, n)
     f = lambda A, Q: jnp.sum(jnp.sin(solve_lyapunov(A, Q)))  # noqa: E731
     gA, gQ = jax.grad(f, argnums=(0, 1))(A, Q)
     dA, dQ = rng.normal(size=(n, n)), rng.normal(size=(n, n))
@@ -56,9 +61,7 @@ def test_gradients_match_finite_differences():
 def test_known_solution_has_the_derivatives_of_the_solve():
     rng = np.random.default_rng(1)
     n = 5
-    A = jnp.asarray(_stable(rng, n) * 10)
-    Q = rng.normal(size=(n, n))
-    Q = jnp.asarray(Q @ Q.T)
+    A, Q = _problem(rng, n)
     X = solve_lyapunov(A, Q)
     w = jnp.asarray(rng.normal(size=(n, n)))
     f_solve = lambda A, Q: jnp.sum(w * jnp.sin(solve_lyapunov(A, Q)))  # noqa: E731
