@@ -119,7 +119,7 @@ def _known_fwd(A, Q, X):
 
 def _known_bwd(res, X_bar):
     A, X = res
-    Y = _sign_iteration(A.T, -X_bar)  # A^T Y + Y A = X_bar
+    Y = solve_lyapunov(A.T, -X_bar)  # A^T Y + Y A = X_bar
     return -(Y @ X.T + Y.T @ X), -Y, jnp.zeros_like(X)
 
 
