@@ -236,7 +236,10 @@ def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, reuse=0
     enough).  A rejected stale step is retried from z along a fresh direction; a
     rejected fresh step halves alpha.  Iteration 0 evaluates z0 itself; its direction
     is refreshed iff ``refresh0`` (False: start with the reusable part in ``extra0``).
-    Every function is traced once, which keeps compilation small.
+    It stops at an accepted point whose new direction (the Newton increment, its
+    error estimate) or whose last step is below ``tol`` relative to 1 + |z|, or whose
+    residual is at round-off.  Every function is traced once, which keeps compilation
+    small.
     """
     dt = z0.dtype
     f_tiny = 0.5 * z0.size * (4 * jnp.finfo(dt).eps) ** 2  # rms scaled residual <= 4 eps: round-off
@@ -266,7 +269,15 @@ def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, reuse=0
             moved, jnp.max(jnp.abs(st.alpha * st.dz) / (1.0 + jnp.abs(st.z))), st.step
         )
         alpha = jnp.where(need_dir, 1.0, 0.5 * st.alpha).astype(dt)
-        done = (moved & (step < tol)) | (accept & (f_try <= f_tiny)) | (alpha < 2.0**-_MAX_BACKTRACK)
+        # The Newton increment from the accepted point estimates its error when the
+        # Jacobian is trusted: fresh, or stale but just seen to contract (else refreshed);
+        # not a warm-start Jacobian that has not yet taken a step.
+        trusted = accept & ((st.k > 0) | refresh0)
+        increment = jnp.max(jnp.abs(dz) / (1.0 + jnp.abs(z_new)))
+        done = (
+            (moved & (step < tol)) | (trusted & (increment < tol)) | (accept & (f_try <= f_tiny))
+            | (alpha < 2.0**-_MAX_BACKTRACK)
+        )
         return _NewtonState(
             st.k + 1, z_new, r_new, jnp.where(accept, f_try, st.f), aux_new,
             extra, dz, fresh, alpha, step, done,
