@@ -26,8 +26,8 @@ iterate), and recomputed otherwise: from the default start, random E/I networks 
 N = 50-200 take 1 K and 4-5 residuals (exact Newton: a K at each of those iterates).
 A ``WarmStart`` can also hand in the K of a nearby solve (``info.warm_start``, e.g.
 the previous evaluation of a fit): then a solve typically needs no K at all.  The
-residual itself always uses the sign-function Lyapunov solver (``momentssn.lyapunov``), so the final accuracy does not depend on the conditioning
-of V.  The mean is first brought near its fixed point by Newton on r1 alone with
+residual itself always uses the sign-function Lyapunov solver (``momentssn.lyapunov``),
+so the final accuracy does not depend on the conditioning of V.  The mean is first brought near its fixed point by Newton on r1 alone with
 s fixed at the noise-only variances (cheap: no Lyapunov solve).
 
 That start can lie outside the basin of the fixed point the network actually
