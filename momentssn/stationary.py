@@ -27,8 +27,9 @@ N = 50-200 take 1 K and 4-5 residuals (exact Newton: a K at each of those iterat
 A ``WarmStart`` can also hand in the K of a nearby solve (``info.warm_start``, e.g.
 the previous evaluation of a fit): then a solve typically needs no K at all.  The
 residual itself always uses the sign-function Lyapunov solver (``momentssn.lyapunov``),
-so the final accuracy does not depend on the conditioning of V.  The mean is first brought near its fixed point by Newton on r1 alone with
-s fixed at the noise-only variances (cheap: no Lyapunov solve).
+so the final accuracy does not depend on the conditioning of V.  The mean is first
+brought near its fixed point by Newton on r1 alone with s fixed at the noise-only
+variances (cheap: no Lyapunov solve).
 
 That start can lie outside the basin of the fixed point the network actually
 reaches: in strongly coupled networks (the published Echeveste et al. 2020 network
