@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import scipy.linalg  # noqa: E402
 
 import momentssn as ms  # noqa: E402
-from momentssn import closure  # noqa: E402
+from momentssn.closure.equations import equations as closure  # noqa: E402
 from momentssn.networks import random_ei_network  # noqa: E402
 
 
@@ -52,8 +52,8 @@ def best_time(f, *args, repeats=5):
 def make_floor(net, h, m, n_evals):
     """A jitted floor (see the module docstring) for ``n_evals`` Newton iterates;
     m: the stationary moments at (net, h)."""
-    from momentssn.lyapunov import solve_lyapunov
-    from momentssn.stationary import _initial_guess, _residual
+    from momentssn.closure.lyapunov import solve_lyapunov
+    from momentssn.closure.stationary import _initial_guess, _residual
 
     N = net.N
     z_root = jnp.concatenate([m.mean, jnp.diagonal(m.cov)])
@@ -83,8 +83,8 @@ def primitive_floor(net, h, m, n_evals, repeats):
 
     Returns (floor, rows) with rows (name, ours, native) in seconds.
     """
-    from momentssn.lyapunov import solve_lyapunov
-    from momentssn.stationary import _initial_guess
+    from momentssn.closure.lyapunov import solve_lyapunov
+    from momentssn.closure.stationary import _initial_guess
 
     J = closure.jacobian_at(net, m.mean, jnp.diagonal(m.cov))
     Q = -(J @ m.cov + m.cov @ J.T)  # the Lyapunov right-hand side at the root

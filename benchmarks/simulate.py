@@ -1,4 +1,4 @@
-"""Benchmark of momentssn.simulate against a plain numpy loop, diffrax's Euler SDE
+"""Benchmark of momentssn.simulation.simulate against a plain numpy loop, diffrax's Euler SDE
 solver and the bare batched matmuls, on the same problem, measured in one run.
 
 Problem: N = 100 random E/I network (80 E, 20 I; mean-field weights of the
@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 
 import momentssn as ms
-from momentssn.simulate import simulate
+from momentssn.simulation.simulate import simulate
 
 N, NE = 100, 80
 N_TRIALS = 100
@@ -191,7 +191,7 @@ def make_floor(net):
     no nonlinearity, no bookkeeping: a floor for any implementation of this scheme
     with XLA on this machine.  Each chunk's inputs depend on the loop state, so no
     matmul can be hoisted out of the loop."""
-    from momentssn.simulate import _choose_chunk
+    from momentssn.simulation.simulate import _choose_chunk
 
     Q = jnp.asarray(np.linalg.qr(np.random.default_rng(1).standard_normal((N, N)))[0], jnp.float32)
     n_steps = int(round(T_MAX / DT))
@@ -239,7 +239,7 @@ def main(argv=None):
     t_bare, t_bare_med = timed(make_bare(net), args.repeats)
     t_floor, t_floor_med = timed(make_floor(net), args.repeats)
     t_np, t_np_med = timed(lambda: run_numpy(net, h), args.numpy_repeats)
-    rows = [("momentssn.simulate", t_ms, t_ms_med), ("bare matmul scan", t_bare, t_bare_med),
+    rows = [("momentssn.simulation.simulate", t_ms, t_ms_med), ("bare matmul scan", t_bare, t_bare_med),
             ("floor: scheme's matmuls", t_floor, t_floor_med), ("numpy loop", t_np, t_np_med)]
     t_dx = None
     if not args.quick:

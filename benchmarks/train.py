@@ -1,6 +1,6 @@
 """Time and peak memory of one BPTT iteration, with and without checkpointing.
 
-One iteration = value and gradient of ``momentssn.train.simulated_loss`` (the moment
+One iteration = value and gradient of ``momentssn.training.adam.simulated_loss`` (the moment
 loss on simulated trials) w.r.t. theta, by reverse mode through ``ms.simulate``.
 Problem (full size): Ring parameterization at m = 50 (N = 100: 50 E + 50 I, 211
 parameters; ``--param general`` for 20003) on the embedded default task
@@ -76,7 +76,7 @@ def run_case(size: dict, checkpoint: bool, param_kind: str, repeats: int) -> dic
 
     import momentssn as ms
     from momentssn.tasks import Task
-    from momentssn.train import simulated_loss
+    from momentssn.training.adam import simulated_loss
 
     task = ms.default_task()
     m = size["m"]

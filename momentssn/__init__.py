@@ -10,19 +10,19 @@ momentssn never flips this switch for you (the ``momentssn`` command line does, 
 its own process).  Simulation runs in float32 by default in either mode.
 """
 
-from .compare import SimulatedScore, TrainingRun, compare_methods, simulated_score, train_run
-from .crosscheck import CrosscheckReport, TransientComparison, crosscheck
+from .experiments.compare import SimulatedScore, TrainingRun, compare_methods, simulated_score, train_run
+from .experiments.crosscheck import CrosscheckReport, TransientComparison, crosscheck
 from .errors import UnstableNetworkError
 from .gsm import GSM, ZPosterior
-from .fit import FitResult, fit
-from .growth import Growing, GrowthResult, GrowthStage, grow, split_inputs, split_moments, split_neuron, split_noise_factor
-from .losses import LossAux, LossWeights, loss_per_stimulus, moment_loss, stationary_loss, transient_loss
-from .lyapunov import solve_lyapunov
+from .training.fit import FitResult, fit
+from .growth.grow import Growing, GrowthResult, GrowthStage, grow, split_inputs, split_moments, split_neuron, split_noise_factor
+from .losses.moment import LossAux, LossWeights, loss_per_stimulus, moment_loss, stationary_loss, transient_loss
+from .closure.lyapunov import solve_lyapunov
 from .model import SSN, rate
 from .moments import Moments, MomentTrajectory, correlation, symmetrize
-from .nonlinearity import rate_expectations, rectified_moment
-from .optim import LBFGSResult, minimize_lbfgs
-from .parameterizations import (
+from .closure.nonlinearity import rate_expectations, rectified_moment
+from .training.lbfgs import LBFGSResult, minimize_lbfgs
+from .params.base import (
     Baseline15,
     General,
     Ring,
@@ -32,10 +32,10 @@ from .parameterizations import (
     parameterization_from_json,
     register_parameterization,
 )
-from .propagate import propagate_moments
-from .simulate import SimulationResult, simulate
-from .spectrum import lagged_covariance, peak_frequency, power_spectrum
-from .stationary import (
+from .closure.transient import propagate_moments
+from .simulation.simulate import SimulationResult, simulate
+from .closure.spectrum import lagged_covariance, peak_frequency, power_spectrum
+from .closure.stationary import (
     SolveInfo,
     WarmStart,
     cross_covariance,
@@ -44,7 +44,7 @@ from .stationary import (
     stationary_solve,
 )
 from .tasks import Task, default_task, get_task, load_task
-from .train import TrainResult, adam_train, simulated_loss, train_bptt, train_moments_adam
+from .training.adam import TrainResult, adam_train, simulated_loss, train_bptt, train_moments_adam
 
 __all__ = [
     "SSN",

@@ -52,7 +52,7 @@ def cmd_moments(args) -> int:
     import numpy as np
 
     import momentssn as ms
-    from momentssn.plotting import new_figure, save
+    from momentssn.experiments.plotting import new_figure, save
 
     out = Path(args.out)
     net = ms.SSN.two_population()
@@ -81,7 +81,7 @@ def cmd_moments(args) -> int:
 
 def cmd_validate(args) -> int:
     """Cross-validation suites (closure vs simulation); exit code 1 if a suite fails."""
-    from momentssn import validation
+    import validation.suites as validation
 
     kw = dict(quick=args.quick, seed=args.seed, task=args.task, params=args.params)
     if args.suite == "all":
@@ -93,7 +93,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_fit_baseline(args) -> int:
-    from momentssn.fit import fit_baseline_cli
+    from momentssn.training.fit import fit_baseline_cli
 
     return fit_baseline_cli(args)
 
@@ -106,8 +106,8 @@ def cmd_train(args) -> int:
     """Train one network with one method; result.json, params and a loss figure in --out."""
     import numpy as np
 
-    from momentssn.compare import simulated_score, train_run
-    from momentssn.plotting import new_figure, save
+    from momentssn.experiments.compare import simulated_score, train_run
+    from momentssn.experiments.plotting import new_figure, save
     from momentssn.tasks import get_task
 
     out = Path(args.out)
@@ -142,7 +142,7 @@ def cmd_train(args) -> int:
 
 def cmd_compare(args) -> int:
     """Several training methods on the same task, seeds and budget; report.md in --out."""
-    from momentssn.compare import compare_methods
+    from momentssn.experiments.compare import compare_methods
     from momentssn.tasks import get_task
 
     runs = []
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--resume", action="store_true", help="start from the checkpoint in --out")
     f.set_defaults(func=cmd_fit_baseline)
 
-    from momentssn.compare import DEFAULT_RUNS, METHODS, NETS
+    from momentssn.experiments.compare import DEFAULT_RUNS, METHODS, NETS
 
     t = sub.add_parser("train", help="train a network with one method (closure or simulation)")
     t.add_argument("--method", required=True, choices=METHODS)

@@ -21,7 +21,7 @@ def ou_stationary_cov(tau, noise_cov, tau_noise):
 
 
 def closure_rhs_numpy(net, h):
-    """The moment ODEs for n = 2 in plain numpy (independent of momentssn.closure)."""
+    """The moment ODEs for n = 2 in plain numpy (independent of momentssn.closure.equations)."""
     W, tau, Sig = np.asarray(net.W), np.asarray(net.tau), np.asarray(net.noise_cov)
     tn, k = float(net.tau_noise), float(net.k)
     N = len(tau)

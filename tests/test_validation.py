@@ -1,4 +1,4 @@
-"""Tests of the validation suites (momentssn.validation), in quick mode."""
+"""Tests of the validation suites (validation.suites), in quick mode."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from momentssn.validation import SUITES, load_baseline_theta, random_ei_network, run_suite
+from validation.suites import SUITES, load_baseline_theta, random_ei_network, run_suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +52,7 @@ def test_random_network_is_seeded_and_dale():
 
 
 def test_baseline_params_loading(tmp_path):
-    pz = pytest.importorskip("momentssn.parameterizations")
+    pz = pytest.importorskip("momentssn.params.base")
     param = pz.get_parameterization("baseline15", m=4)
     theta0 = param.default_theta()
     np.testing.assert_allclose(load_baseline_theta(param, None), theta0)

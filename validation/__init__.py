@@ -1,4 +1,4 @@
-"""Cross-validation suites (closure vs simulation): a thin alias of ``momentssn.validation``.
+"""Cross-validation suites (closure vs simulation): a thin alias of ``validation.suites``.
 
 The suite code lives in the installed package (``momentssn/validation.py``) so that the
 ``momentssn validate`` command works from any directory; this folder holds the
@@ -6,6 +6,6 @@ README and ``run.py``.  ``import validation`` from the repository root gives the
 ``SUITES``, ``run_suite`` and ``run_all``.
 """
 
-from momentssn.validation import SUITES, SuiteResult, run_all, run_suite  # noqa: F401
+from validation.suites import SUITES, SuiteResult, run_all, run_suite  # noqa: F401
 
 __all__ = ["SUITES", "SuiteResult", "run_suite", "run_all"]

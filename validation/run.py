@@ -14,7 +14,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    from momentssn.validation import SUITES
+    from validation.suites import SUITES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)  # an entry point: float64 for the closure and simulation
-    from momentssn.validation import run_all, run_suite
+    from validation.suites import run_all, run_suite
 
     kw = dict(quick=args.quick, progress=not args.quiet, seed=args.seed, task=args.task, params=args.params)
     if args.suite == "all":

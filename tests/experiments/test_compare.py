@@ -1,0 +1,107 @@
+"""Training methods side by side (momentssn.experiments.compare) and the train / compare verbs.
+
+One tiny task (Baseline15 with m = 2, N = 4, 3 stimuli) and small budgets: these
+tests check the plumbing and the scoring, not which method wins.
+"""
+
+import functools
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import momentssn as ms
+from momentssn.cli import main
+from momentssn.experiments.compare import doubling_sizes, simulated_score, train_run
+from momentssn.tasks import Task
+
+SIM = dict(n_trials=16, t_max=60.0, t_avg=20.0, dt=0.5)  # BPTT settings of the tiny runs
+SCORE = dict(n_trials=16, t_max=400.0, burn_in=100.0, dt=0.5)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_task() -> Task:
+    """Targets: stationary closure moments of a perturbed Baseline15 (m = 2)."""
+    param = ms.get_parameterization("baseline15", m=2)
+    true = param.random_theta(5, scale=0.2)
+    raw = np.repeat(np.random.default_rng(1).uniform(0.0, 1.0, size=(3, 2)), 2, axis=1)
+    m = ms.stationary_moments(param.network(true), param.inputs(true, jnp.asarray(raw)))
+    return Task(inputs=raw, target_mean=np.asarray(m.mean[:, :2]), target_cov=np.asarray(m.cov[:, :2, :2]),
+                n_exc=2, name="tiny")
+
+
+def test_doubling_sizes():
+    assert doubling_sizes(50, 50) == [(1, 1), (2, 2), (4, 4), (8, 8), (16, 16), (32, 32), (50, 50)]
+    assert doubling_sizes(2, 2) == [(1, 1), (2, 2)]
+    assert doubling_sizes(4, 2) == [(1, 1), (2, 1), (4, 2)]
+
+
+def test_simulated_score_of_an_ou_network_matches_the_closed_form_loss():
+    """W = 0: u is filtered OU noise with known moments (mean h, Var = Sigma tau_eta / (tau + tau_eta)
+    on the diagonal).  Targets shifted by 1 mV in the mean score c_mean * 1 = 0.01 up to
+    Monte Carlo error; exact targets score ~0."""
+    N = 2
+    Sig = np.array([[1.0, 0.3], [0.3, 0.5]])
+    tau = np.array([20.0, 10.0])
+    net = ms.SSN(np.zeros((N, N)), tau, Sig, 20.0)
+    h = np.array([[1.0, 2.0], [3.0, -1.0]])
+    exact = ms.stationary_moments(net, h)
+    tm, tc = np.asarray(exact.mean), np.asarray(exact.cov)
+    sc0 = simulated_score(net, h, tm, tc, n_trials=64, t_max=3000.0, burn_in=300.0, seed=3)
+    sc1 = simulated_score(net, h, tm + 1.0, tc, n_trials=64, t_max=3000.0, burn_in=300.0, seed=3)
+    assert sc0.loss < 2e-4, sc0
+    np.testing.assert_allclose(sc1.loss_per_stimulus, 0.01, rtol=0.1)
+    assert sc1.moments.mean.shape == (2, N) and np.all(sc1.n_diverged == 0)
+
+
+def test_train_run_arguments_are_checked():
+    task = tiny_task()
+    with pytest.raises(ValueError, match="method must be one of"):
+        train_run("sgd", "ring", task)
+    with pytest.raises(ValueError, match="net must be one of"):
+        train_run("bptt", "mlp", task)
+    with pytest.raises(ValueError, match="growth grows a general network"):
+        train_run("growth", "ring", task)
+    with pytest.raises(ValueError, match="budget_s"):
+        train_run("bptt", "ring", task, budget_s=-1.0)
+
+
+def test_compare_every_method_end_to_end(tmp_path):
+    task = tiny_task()
+    runs = [("moments-lbfgs", "baseline15"), ("moments-adam", "baseline15"), ("bptt", "baseline15"),
+            ("growth", "general")]
+    s = ms.compare_methods(task, runs=runs, seeds=(0,), budget_s=120.0, steps=4, out=tmp_path, sim=SIM, score=SCORE,
+                           progress=False)
+    assert {"summary.json", "report.md", "loss_curves.png", "simulated_vs_targets.png"} <= {
+        p.name for p in tmp_path.iterdir()}
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["winner"] == s["winner"]
+    assert len(s["rows"]) == 4
+    for row in s["rows"]:
+        assert not row["failed"], row["failure"]
+        assert row["iterations"] >= 2 and len(row["trace"]["loss"]) == len(row["trace"]["wall_time_s"])
+        assert np.isfinite(row["simulated_loss"]) and np.isfinite(row["closure_loss"])
+    # the winner is the run with the lowest simulated loss
+    best = min(s["rows"], key=lambda r: r["simulated_loss"])
+    assert s["winner"]["run"] == f"{best['method']}:{best['net']}"
+    assert s["winner"]["run"] in (tmp_path / "report.md").read_text()
+    assert all(v["failed_fraction"] == 0.0 for v in s["per_method"].values())
+    # training moved the moment-based methods (their own loss went down)
+    for row in s["rows"][:2]:
+        assert row["trace"]["loss"][-1] < row["trace"]["loss"][0]
+
+
+def test_train_verb_writes_result_and_resumes(tmp_path):
+    path = tiny_task().save(tmp_path / "tiny.npz")
+    out = tmp_path / "run"
+    args = ["train", "--method", "moments-adam", "--net", "baseline15", "--task", path, "--out", str(out),
+            "--steps", "3", "--max-time", "60"]
+    assert main(args) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["trace"]["iteration"] == [0, 1, 2] and np.isfinite(res["simulated_loss"])
+    assert (out / "params.json").exists() and (out / "loss.png").exists()
+    # resume to 5 steps: the first 3 losses are those of the first run
+    assert main(args[:-4] + ["--steps", "5", "--max-time", "60", "--resume", "--no-check"]) == 0
+    res2 = json.loads((out / "result.json").read_text())
+    assert res2["trace"]["loss"][:3] == res["trace"]["loss"] and len(res2["trace"]["loss"]) == 5
