@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._util import is_concrete
+
 __all__ = ["SSN", "rate", "check_finite"]
 
 
@@ -29,13 +31,9 @@ def rate(u, k, n):
     return k * jnp.maximum(u, 0.0) ** n
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def check_finite(name: str, x) -> None:
     """Raise ``ValueError`` naming ``name`` if a concrete array holds NaN or inf."""
-    if _is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
+    if is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
         raise ValueError(f"{name} contains NaN or inf")
 
 
@@ -170,15 +168,15 @@ def _validate(net: SSN) -> None:
         raise ValueError(f"n_exc must be between 0 and N={N}, got {net.n_exc}")
     for name in ("W", "tau", "noise_cov", "tau_noise", "k", "n"):
         check_finite(name, getattr(net, name))
-    if _is_concrete(tau) and np.any(np.asarray(tau) <= 0):
+    if is_concrete(tau) and np.any(np.asarray(tau) <= 0):
         raise ValueError(f"tau must be > 0 (ms), got min {float(np.min(np.asarray(tau)))}")
-    if _is_concrete(tn) and float(tn) <= 0:
+    if is_concrete(tn) and float(tn) <= 0:
         raise ValueError(f"tau_noise must be > 0 (ms), got {float(tn)}")
-    if _is_concrete(k) and float(k) <= 0:
+    if is_concrete(k) and float(k) <= 0:
         raise ValueError(f"k must be > 0, got {float(k)}")
-    if _is_concrete(n) and float(n) < 1:
+    if is_concrete(n) and float(n) < 1:
         raise ValueError(f"n must be >= 1, got {float(n)}")
-    if _is_concrete(S):
+    if is_concrete(S):
         Sn = np.asarray(S, dtype=np.float64)
         scale = max(1.0, float(np.max(np.abs(Sn))))
         tol = 1e3 * np.finfo(np.asarray(S).dtype).eps * scale
