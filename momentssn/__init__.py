@@ -12,7 +12,7 @@ its own process).  Simulation runs in float32 by default in either mode.
 
 from .experiments.compare import SimulatedScore, TrainingRun, compare_methods, simulated_score, train_run
 from .experiments.crosscheck import CrosscheckReport, TransientComparison, crosscheck
-from .errors import UnstableNetworkError
+from .errors import SimulationDivergedError, UnstableNetworkError
 from .gsm import GSM, ZPosterior
 from .training.fit import FitResult, fit
 from .growth.grow import Growing, GrowthResult, GrowthStage, grow, split_inputs, split_moments, split_neuron, split_noise_factor
@@ -54,6 +54,7 @@ __all__ = [
     "correlation",
     "symmetrize",
     "UnstableNetworkError",
+    "SimulationDivergedError",
     "solve_lyapunov",
     "rate_expectations",
     "rectified_moment",

@@ -16,3 +16,17 @@ class UnstableNetworkError(RuntimeError):
         super().__init__(message)
         self.max_real_eig = max_real_eig
         self.stimulus = stimulus
+
+
+class SimulationDivergedError(UnstableNetworkError):
+    """Every trial of a simulation diverged (|u| grew without bound or became NaN).
+
+    ``stimulus`` is the index of the first stimulus whose trials all diverged and
+    ``time_ms`` the simulated time (ms) at which the last of them did; a partial
+    divergence is not an error (``SimulationResult`` reports the count).
+    """
+
+    def __init__(self, message: str, *, stimulus=None, time_ms: float = float("nan"),
+                 max_real_eig: float = float("nan")):
+        super().__init__(message, max_real_eig=max_real_eig, stimulus=stimulus)
+        self.time_ms = time_ms
