@@ -13,7 +13,7 @@ its own process).  Simulation runs in float32 by default in either mode.
 from .experiments.compare import SimulatedScore, TrainingRun, compare_methods, simulated_score, train_run
 from .experiments.crosscheck import CrosscheckReport, TransientComparison, crosscheck
 from .errors import SimulationDivergedError, UnstableNetworkError
-from .gsm import GSM, ZPosterior
+from .gsm.model import GSM, ZPosterior
 from .training.fit import FitResult, fit
 from .growth.grow import Growing, GrowthResult, GrowthStage, grow, split_inputs, split_moments, split_neuron, split_noise_factor
 from .losses.moment import LossAux, LossWeights, loss_per_stimulus, moment_loss, stationary_loss, transient_loss

@@ -8,7 +8,7 @@ network cell (E cells first, then I cells) and the target mean (S, M) and covari
 Two sources:
 
 * :func:`default_task` -- the embedded task in the style of Echeveste et al. (2020),
-  generated in code from a Gaussian scale mixture (:mod:`momentssn.gsm`), targets
+  generated in code from a Gaussian scale mixture (:mod:`momentssn.gsm.model`), targets
   exact to ~1e-14 (float64 quadrature);
 * :func:`load_task` -- a task ``.npz`` such as the published one
   (keys ``images, filters, prior_cov, inputs, target_mean, target_cov``); :meth:`Task.save`
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .gsm import GSM
+from .gsm.model import GSM
 from .moments import Moments
 
 __all__ = [
@@ -72,7 +72,7 @@ class Task:
         images: optional (S, P) stimuli x.
         filters: optional (P, M) GSM projective fields A.
         prior_cov: optional (M, M) GSM prior covariance C.
-        gsm: optional :class:`~momentssn.gsm.GSM` that produced the targets.
+        gsm: optional :class:`~momentssn.gsm.model.GSM` that produced the targets.
     """
 
     inputs: np.ndarray
@@ -325,7 +325,7 @@ def load_task(path: Union[str, os.PathLike]) -> Task:
     Optional: ``images`` (S, P), ``filters`` (P, M), ``prior_cov`` (M, M), ``contrasts``
     (S,) (default 0, 0.125, 0.25, 0.5, 1 when S = 5, else NaN), ``n_exc`` (default M),
     ``name`` (default the file name) and ``gsm_sigma_x, gsm_alpha, gsm_beta`` (with
-    filters and prior_cov they rebuild the :class:`~momentssn.gsm.GSM`).
+    filters and prior_cov they rebuild the :class:`~momentssn.gsm.model.GSM`).
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the key for
     a missing key, a wrong shape or a file that is not an ``.npz``.
     """

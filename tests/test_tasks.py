@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from momentssn.gsm import GSM
+from momentssn.gsm.model import GSM
 from momentssn.moments import Moments
 from momentssn.tasks import (
     PUBLISHED_CONTRASTS,

@@ -53,7 +53,7 @@ Large contrasts: near the mode, components with s lam_i > 1 use the form
 s b^2 / (1 + s lam) = b^2 / lam - b^2 / (lam (1 + s lam)) with the constant dropped,
 so f carries no O(|x|^2 / sigma_x^2) cancellation and the weights stay accurate.
 
-Accuracy (float64, defaults; tests/test_gsm.py asserts < 1e-10 relative, max-norm):
+Accuracy (float64, defaults; tests/gsm/test_gsm_model.py asserts < 1e-10 relative, max-norm):
 
 * published-task GSM (M = 50), x = z A y* for z = 0 .. 1000 and noisy draws of the
   model: 1e-15 .. 1e-11 against an independent dense trapezoid rule in log z using
@@ -81,7 +81,7 @@ the neglected tail mass), and the tangents are those of the same posterior writt
 with dense (M, M) algebra in the fixed latent basis (posterior precision
 W^T C^-1 W + s W^T A^T A W at every node, Cholesky-factored), so no derivative goes
 through the SVD: they stay accurate where the generalized eigenvalues lam are
-degenerate, as in the ring-symmetric default task (tests/test_gsm.py checks them
+degenerate, as in the ring-symmetric default task (tests/gsm/test_gsm_model.py checks them
 against finite differences on exactly degenerate and on random problems).
 """
 
@@ -97,17 +97,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .moments import Moments, symmetrize
+from .._util import is_concrete
+from ..moments import Moments, symmetrize
 
 __all__ = ["GSM", "ZPosterior", "LatentBasis", "latent_basis", "gamma_rate"]
 
 _LEAVES = ("filters", "prior_cov", "sigma_x", "alpha", "beta")
 _STATIC = ("n_scan", "n_panels", "n_gauss", "drop")
 _GOLDEN = 0.5 * (math.sqrt(5.0) - 1.0)
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 class LatentBasis(NamedTuple):
@@ -323,15 +320,15 @@ def _validate(g: GSM) -> None:
             raise ValueError(f"{name} must be a scalar, got shape {getattr(g, name).shape}")
     for name in _LEAVES:
         val = getattr(g, name)
-        if _is_concrete(val) and not bool(np.all(np.isfinite(np.asarray(val)))):
+        if is_concrete(val) and not bool(np.all(np.isfinite(np.asarray(val)))):
             raise ValueError(f"{name} contains NaN or inf")
     for name in ("sigma_x", "alpha", "beta"):
         val = getattr(g, name)
-        if _is_concrete(val) and float(val) <= 0:
+        if is_concrete(val) and float(val) <= 0:
             raise ValueError(f"{name} must be > 0, got {float(val)}")
     if int(g.n_scan) < 3 or int(g.n_panels) < 2 or int(g.n_gauss) < 2 or float(g.drop) <= 0:
         raise ValueError("need n_scan >= 3, n_panels >= 2, n_gauss >= 2 and drop > 0")
-    if _is_concrete(C):
+    if is_concrete(C):
         Cn = np.asarray(C, dtype=np.float64)
         scale = max(1.0, float(np.max(np.abs(Cn))))
         asym = float(np.max(np.abs(Cn - Cn.T)))
@@ -647,7 +644,7 @@ def _batched(g: GSM, x) -> Tuple[Moments, ZPosterior]:
     if x.ndim not in (1, 2) or x.shape[-1] != P:
         raise ValueError(f"x must have shape ({P},) or (B, {P}), got {x.shape}")
     plain, fast = (_single, _single_fast) if x.ndim == 1 else (_batch, _batch_fast)
-    if any(not _is_concrete(leaf) for leaf in jax.tree_util.tree_leaves((g, x))):
+    if not is_concrete((g, x)):
         return plain(g, x)
     try:
         return fast(g, x)

@@ -1,4 +1,4 @@
-"""Tests of the Gaussian scale mixture posterior (momentssn.gsm).
+"""Tests of the Gaussian scale mixture posterior (momentssn.gsm.model).
 
 References are computed independently of the latent-basis trick: direct (M, M) or
 (P, P) algebra at every z and scipy's adaptive quadrature over z, or Monte Carlo.
@@ -12,7 +12,7 @@ import scipy.special as ss
 import jax
 import jax.numpy as jnp
 
-from momentssn.gsm import GSM, latent_basis
+from momentssn.gsm.model import GSM, latent_basis
 from momentssn.moments import Moments
 from momentssn.tasks import gabor_filters, orientation_bump, ring_prior_cov
 
