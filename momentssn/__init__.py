@@ -10,13 +10,23 @@ momentssn never flips this switch for you (the ``momentssn`` command line does, 
 its own process).  Simulation runs in float32 by default in either mode.
 """
 
-from .experiments.compare import SimulatedScore, TrainingRun, compare_methods, simulated_score, train_run
-from .experiments.crosscheck import CrosscheckReport, TransientComparison, crosscheck
-from .errors import SimulationDivergedError, UnstableNetworkError
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("momentssn")
+except _metadata.PackageNotFoundError:  # a source tree that was not installed: pyproject's version
+    __version__ = "0.1.0"
+
+from .experiments.compare import TrainingRun, compare_methods, train_run
+from .experiments.crosscheck import crosscheck
+from .experiments.crosscheck_report import CrosscheckReport, TransientComparison
+from .errors import MomentsDivergedError, SimulationDivergedError, UnstableNetworkError
 from .gsm.model import GSM, ZPosterior
 from .training.fit import FitResult, fit
 from .growth.grow import Growing, GrowthResult, GrowthStage, grow, split_inputs, split_moments, split_neuron, split_noise_factor
-from .losses.moment import LossAux, LossWeights, loss_per_stimulus, moment_loss, stationary_loss, transient_loss
+from .losses.closure import stationary_loss, transient_loss
+from .losses.moment import LossAux, LossWeights, loss_per_stimulus, moment_loss
+from .losses.simulated import SimulatedScore, simulated_loss, simulated_score
 from .closure.lyapunov import solve_lyapunov
 from .model import SSN, rate
 from .moments import Moments, MomentTrajectory, correlation, symmetrize
@@ -44,7 +54,7 @@ from .closure.stationary import (
     stationary_solve,
 )
 from .tasks import Task, default_task, get_task, load_task
-from .training.adam import TrainResult, adam_train, simulated_loss, train_bptt, train_moments_adam
+from .training.adam import TrainResult, adam_train, train_bptt, train_moments_adam
 
 __all__ = [
     "SSN",
@@ -55,6 +65,7 @@ __all__ = [
     "symmetrize",
     "UnstableNetworkError",
     "SimulationDivergedError",
+    "MomentsDivergedError",
     "solve_lyapunov",
     "rate_expectations",
     "rectified_moment",

@@ -41,9 +41,8 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import jax.numpy as jnp
 import numpy as np
 
-from ..losses.moment import LossWeights, loss_per_stimulus
+from ..losses.simulated import SimulatedScore, simulated_score
 from ..moments import Moments
-from ..simulation.simulate import simulate
 from ..tasks import Task
 
 __all__ = [
@@ -102,20 +101,6 @@ class TrainingRun(NamedTuple):
         return f"{self.method} ({self.net_kind}, seed {self.seed})"
 
 
-class SimulatedScore(NamedTuple):
-    """Loss of a network's *simulated* moments against targets (eq. 7).
-
-    loss: mean over stimuli (inf if some stimulus has no surviving trial);
-    loss_per_stimulus: (S,); moments: simulated Moments of the target cells (S, M..);
-    n_diverged: (S,) diverged trials.
-    """
-
-    loss: float
-    loss_per_stimulus: np.ndarray
-    moments: Moments
-    n_diverged: np.ndarray
-
-
 def doubling_sizes(n_e: int, n_i: int) -> list:
     """Growth schedule (1, 1), (2, 2), (4, 4), ... up to (n_e, n_i) (I in proportion)."""
     sizes, k = [], 1
@@ -130,37 +115,6 @@ def doubling_sizes(n_e: int, n_i: int) -> list:
     if sizes[-1] != (n_e, n_i):
         sizes.append((n_e, n_i))
     return sizes
-
-
-def simulated_score(
-    net,
-    inputs,
-    target_mean,
-    target_cov,
-    *,
-    n_trials: int = 64,
-    t_max: float = 2000.0,
-    burn_in: float = 500.0,
-    dt: float = 0.5,
-    seed: int = 12345,
-    weights: LossWeights = LossWeights(),
-) -> SimulatedScore:
-    """Eq. 7 on moments of a long simulation (pooled over trials and the time after
-    ``burn_in``): the ground truth every training method is judged by.
-
-    net: SSN (N cells); inputs: (S, N) mV; target_mean (S, M), target_cov (S, M, M)
-    for the first M cells.  float32 simulation (the default of ``ms.simulate``).
-    """
-    target_mean = np.asarray(target_mean, np.float64)
-    M = target_mean.shape[1]
-    sim = simulate(net, jnp.asarray(inputs), t_max, dt, n_trials, seed, burn_in=burn_in, progress=False)
-    mean = np.asarray(sim.moments.mean, np.float64)[:, :M]
-    cov = np.asarray(sim.moments.cov, np.float64)[:, :M, :M]
-    n_div = np.asarray(sim.n_diverged).reshape(-1)
-    per = np.asarray(loss_per_stimulus(Moments(jnp.asarray(mean), jnp.asarray(cov)), jnp.asarray(target_mean),
-                                       jnp.asarray(target_cov), weights), np.float64)
-    per = np.where(np.isfinite(per), per, np.inf)
-    return SimulatedScore(float(np.mean(per)), per, Moments(mean, cov), n_div)
 
 
 # --------------------------------------------------------------------------- one run

@@ -45,9 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..losses.moment import LossWeights, _gated, loss_per_stimulus, stationary_loss, time_averaged_moments
-from ..moments import Moments
-from ..simulation.simulate import simulate
+from ..losses.closure import stationary_loss
+from ..losses.moment import LossWeights
+from ..losses.simulated import SimulatedLossAux, _sim_config, _simulated_loss, _task_arrays, simulated_loss
 
 __all__ = [
     "TrainResult",
@@ -93,27 +93,6 @@ class TrainResult(NamedTuple):
     rejected_steps: List[int]
     steps: int
     wall_time_s: float
-
-
-class SimulatedLossAux(NamedTuple):
-    """What a :func:`simulated_loss` evaluation saw, besides the loss.
-
-    Field names shared with ``momentssn.losses.LossAux`` mean the same thing.
-
-    per_stimulus: (S,) eq. 7 loss of each stimulus (+inf where some trial diverged).
-    moments: ``Moments`` of every cell, time-averaged over the last t_avg ms of the
-        across-trial moments: mean (S, N) mV, cov (S, N, N) mV^2 (in the loss's dtype:
-        float64 targets promote float32 simulated moments).
-    stable: scalar bool, no trial diverged and every loss is finite.
-    stable_per_stimulus: (S,) bool.
-    n_diverged: (S,) int32, diverged trials per stimulus.
-    """
-
-    per_stimulus: jax.Array
-    moments: Moments
-    stable: jax.Array
-    stable_per_stimulus: jax.Array
-    n_diverged: jax.Array
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -407,174 +386,6 @@ def adam_train(
         steps=done,
         wall_time_s=elapsed(),
     )
-
-
-# --------------------------------------------------------------------------- simulated loss
-
-
-class _SimConfig(NamedTuple):
-    """Static settings of :func:`simulated_loss` (hashable: a jit static argument)."""
-
-    n_trials: int
-    t_max: float
-    dt: float
-    n_steps: int  # round(t_max / dt)
-    n_avg: int  # round(t_avg / dt), steps in the averaging window
-    stride: int  # record every `stride` steps; divides n_steps and n_avg
-    dtype: str
-    checkpoint: bool
-
-
-def _sim_config(n_trials, t_max, t_avg, dt, dtype, record_stride, checkpoint=True) -> _SimConfig:
-    n_trials = _check_int("n_trials", n_trials, 2)
-    t_max = _check_positive("t_max", t_max)
-    dt = _check_positive("dt", dt)
-    t_avg = _check_positive("t_avg", t_avg)
-    if t_avg > t_max:
-        raise ValueError(f"t_avg must be <= t_max, got t_avg={t_avg}, t_max={t_max}")
-    n_steps = int(round(t_max / dt))
-    n_avg = int(round(t_avg / dt))
-    if n_avg < 1:
-        raise ValueError(f"t_avg={t_avg} ms is shorter than one step dt={dt} ms")
-    if abs(n_steps * dt - t_max) > 1e-9 * t_max or abs(n_avg * dt - t_avg) > 1e-9 * t_max:
-        raise ValueError(f"dt={dt} must divide t_max={t_max} and t_avg={t_avg}")
-    if record_stride is None:  # records about every 1 ms (as transient_loss's sample_every)
-        stride = max(1, int(round(1.0 / dt)))
-        while n_avg % stride or n_steps % stride:
-            stride -= 1
-    else:
-        stride = _check_int("record_stride", record_stride, 1)
-        if n_avg % stride or n_steps % stride:
-            raise ValueError(
-                f"record_stride={stride} must divide the {n_steps} steps of t_max and the "
-                f"{n_avg} steps of t_avg (dt={dt} ms)"
-            )
-    dtype = jnp.dtype(dtype)
-    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
-    return _SimConfig(n_trials, t_max, dt, n_steps, n_avg, stride, dtype.name, bool(checkpoint))
-
-
-def _task_arrays(param, task, weights):
-    """(h_raw (S, N), target_mean (S, M), target_cov (S, M, M), LossWeights) as arrays of
-    the default float dtype; checks that the task fits the parameterization."""
-    N = getattr(param, "N", None)
-    if N is not None and task.n_net != N:
-        raise ValueError(f"task has inputs for {task.n_net} cells but the network has N={N}")
-    fdt = jnp.result_type(float)
-    return (
-        jnp.asarray(task.inputs, fdt),
-        jnp.asarray(task.target_mean, fdt),
-        jnp.asarray(task.target_cov, fdt),
-        LossWeights(*(jnp.asarray(w, fdt) for w in weights)),
-    )
-
-
-def _simulated_loss(param, cfg: _SimConfig, theta, key, data):
-    """The loss of :func:`simulated_loss` (pure; param and cfg static)."""
-    h_raw, t_mean, t_cov, weights = data
-    dtype = jnp.dtype(cfg.dtype)
-    n_pre = cfg.n_steps - cfg.n_avg
-    j0 = n_pre // cfg.stride  # first record in the window [t_max - t_avg, t_max]
-    sim_kw = {} if cfg.checkpoint else {"checkpoint": False}
-
-    def compute(theta, h_raw, t_mean, t_cov, w):
-        # parameters -> network in theta's precision; simulate casts it to `dtype`
-        net = param.network(theta).astype(dtype)
-        h = param.inputs(theta, h_raw).astype(dtype)
-        sim = simulate(
-            net,
-            h,
-            cfg.t_max,
-            cfg.dt,
-            cfg.n_trials,
-            seed=key,
-            burn_in=n_pre * cfg.dt,
-            dtype=dtype,
-            record_stride=cfg.stride,
-            progress=False,
-            **sim_kw,
-        )
-        tr = sim.time_resolved  # mean (S, R, N), cov (S, R, N, N): across trials, 1/(n-1)
-        moments = time_averaged_moments(tr.mean[:, j0:], tr.cov[:, j0:])
-        per = loss_per_stimulus(moments, t_mean, t_cov, w)
-        ok = (sim.n_diverged == 0) & jnp.isfinite(per)
-        return per, ok, (moments, sim.n_diverged)
-
-    per, ok, (moments, n_div) = _gated(compute)(theta, h_raw, t_mean, t_cov, weights)
-    stable = jnp.all(ok)
-    loss = jnp.where(stable, jnp.mean(jnp.where(ok, per, 0.0)), jnp.inf)
-    return loss, SimulatedLossAux(per, moments, stable, ok, n_div.astype(jnp.int32))
-
-
-def simulated_loss(
-    param,
-    task,
-    *,
-    n_trials: int = 100,
-    t_max: float = 500.0,
-    t_avg: float = 100.0,
-    dt: float = 0.2,
-    weights: LossWeights = LossWeights(),
-    dtype=jnp.float32,
-    record_stride: Optional[int] = None,
-    checkpoint: bool = True,
-) -> Callable:
-    """The moment-matching loss (eq. 7) on moments estimated from simulated trials.
-
-    Returns ``f(theta, key) -> (loss, aux)``, pure and traceable (use it under
-    ``jax.jit(jax.value_and_grad(f, has_aux=True))``).  For one evaluation:
-
-    1. ``net = param.network(theta)``, ``h = param.inputs(theta, task.inputs)`` (S, N),
-       computed in theta's precision and cast to ``dtype`` for the simulation;
-    2. all S stimuli are simulated at once by ``ms.simulate``: ``n_trials`` trials per
-       stimulus from rest (u = 0, eta drawn from its stationary law), noise from
-       ``key`` (common to the stimuli), ``t_max`` ms at step ``dt``;
-    3. the across-trial moments mu(t) (S, N), Sigma(t) (S, N, N) (unbiased, 1/(n - 1))
-       recorded every ``record_stride`` steps are averaged over the window
-       [t_max - t_avg, t_max] (trapezoidal rule, ``losses.time_averaged_moments``:
-       Sigma_bar = <Sigma(t)>_t, as in ``losses.transient_loss``);
-    4. eq. 7 (``losses.loss_per_stimulus``) on the first M = task.n_targets cells,
-       averaged over the stimuli.
-
-    Gradients are by backpropagation through time through ``ms.simulate`` (its chunks
-    are under ``jax.checkpoint``; ``checkpoint=False`` turns that off, for
-    benchmarks).  With the key fixed the noise is fixed, so the loss is a smooth
-    function of theta (a sample-path estimate; its gradient is that of the loss of the
-    estimated moments).  If any trial of any stimulus diverges (``ms.simulate``'s
-    ``bound``), loss = +inf and the gradient is 0 (never NaN): :func:`adam_train`
-    then rejects the step.
-
-    Args:
-        param: a parameterization (``.network(theta) -> SSN``, ``.inputs(theta, h_raw)
-            -> (S, N)``; see ``momentssn.parameterizations``).
-        task: a ``Task`` (inputs (S, N), target_mean (S, M), target_cov (S, M, M)).
-        n_trials: trials per stimulus (>= 2).
-        t_max: simulated time per trial (ms, > 0); t_avg: averaging window (ms),
-            0 < t_avg <= t_max; dt: step (ms), dividing both.
-        weights: ``LossWeights``.
-        dtype: simulation precision, ``jnp.float32`` (default) or ``jnp.float64``.
-        record_stride: steps between recorded moments; must divide the steps of t_max
-            and of t_avg.  Default: the largest such stride <= 1 ms / dt.  Memory of the
-            records: S (t_max / (stride dt) + 1) N^2 numbers (and as much for their
-            cotangents).
-        checkpoint: passed to ``ms.simulate``; False (for benchmarks) drops the
-            ``jax.checkpoint`` on its chunks, so reverse-mode memory grows with the
-            number of steps (see ``benchmarks/train.py``).
-
-    Returns:
-        ``f(theta, key) -> (loss, SimulatedLossAux)``; loss is a scalar of theta's
-        dtype (float64 targets promote it).
-    """
-    cfg = _sim_config(n_trials, t_max, t_avg, dt, dtype, record_stride, checkpoint)
-    data = _task_arrays(param, task, weights)
-
-    def loss_fn(theta, key):
-        return _simulated_loss(param, cfg, theta, key, data)
-
-    return loss_fn
 
 
 # one compiled value-and-gradient per (param, config, shapes): repeated calls of

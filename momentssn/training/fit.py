@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..losses.moment import LossWeights, stationary_loss, transient_loss
+from ..losses.closure import stationary_loss, transient_loss
+from ..losses.moment import LossWeights
 from .lbfgs import minimize_lbfgs
 from ..closure.stationary import WarmStart
 

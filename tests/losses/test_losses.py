@@ -7,14 +7,8 @@ import numpy as np
 import pytest
 
 import momentssn as ms
-from momentssn.losses.moment import (
-    LossWeights,
-    loss_per_stimulus,
-    moment_loss,
-    stationary_loss,
-    time_averaged_moments,
-    transient_loss,
-)
+from momentssn.losses.closure import stationary_loss, time_averaged_moments, transient_loss
+from momentssn.losses.moment import LossWeights, loss_per_stimulus, moment_loss
 from momentssn.params.base import BASELINE15_DEFAULTS, Baseline15, General, Ring
 
 M_SMALL = 4  # sites per population in the gradient tests (N = 8)
