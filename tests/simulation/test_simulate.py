@@ -17,7 +17,10 @@ import pytest
 import scipy.linalg as sl
 
 import momentssn as ms
-from momentssn.simulation.simulate import SimulationResult, psd_sqrt, simulate, threefry2x32
+from momentssn._util import psd_sqrt
+from momentssn.errors import SimulationDivergedError
+from momentssn.simulation.noise import threefry2x32
+from momentssn.simulation.simulate import SimulationResult, simulate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -256,8 +259,12 @@ def test_divergent_trials_are_excluded_and_reported():
 
 def test_runaway_excitatory_network_reports_all_trials():
     net = ms.SSN(2.0 * np.ones((2, 2)), np.array([20.0, 20.0]), 0.05 * np.eye(2), 20.0, n_exc=2)
-    with pytest.warns(RuntimeWarning):
-        res = simulate(net, jnp.array([15.0, 15.0]), 100.0, 0.5, 4, 0, burn_in=10.0)
+    # eagerly: every trial diverged -> a clear error naming the stimulus and the time (issue 14)
+    with pytest.raises(SimulationDivergedError, match="stimulus 0 diverged") as err:
+        simulate(net, jnp.array([15.0, 15.0]), 100.0, 0.5, 4, 0, burn_in=10.0)
+    assert err.value.stimulus == 0 and 0 < err.value.time_ms < 20
+    # inside jit: no raising, the result reports it (same assertions as before)
+    res = jax.jit(lambda h: simulate(net, h, 100.0, 0.5, 4, 0, burn_in=10.0))(jnp.array([15.0, 15.0]))
     assert int(res.n_diverged) == 4 and 0 < float(res.first_divergence_time) < 20
     assert int(res.n_samples) == 0 and np.all(np.isnan(res.moments.mean))  # no data, said so
 
@@ -357,7 +364,7 @@ _SHARD_SCRIPT = textwrap.dedent(
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_enable_x64", True)
-    sys.path.insert(0, "tests")
+    sys.path.insert(0, "tests/simulation")
     import test_simulate as T
     assert jax.device_count() == 4, jax.devices()
     res = T._shard_case()
@@ -414,11 +421,14 @@ def test_argument_errors():
     assert SimulationResult._fields[0] == "moments"
 
 
-def test_progress_indicator_only_when_asked_or_on_a_terminal(capsys):
+def test_progress_reports_through_the_callback_and_never_prints(capsys):
     net, h = ms.SSN.two_population(), jnp.array([2.0, 2.0])
     kw = dict(burn_in=2.0, chunk_steps=10)
-    jax.block_until_ready(simulate(net, h, 10.0, 0.5, 2, 0, progress=True, **kw).moments)
-    out = capsys.readouterr().out
-    assert "simulate: chunk 1/2" in out and "chunk 2/2 (100.0%)" in out
-    jax.block_until_ready(simulate(net, h, 10.0, 0.5, 2, 0, **kw).moments)  # stdout is not a terminal here
-    assert "simulate" not in capsys.readouterr().out
+    events = []
+    jax.block_until_ready(simulate(net, h, 10.0, 0.5, 2, 0, progress=events.append, **kw).moments)
+    jax.effects_barrier()
+    assert [(e.task, e.step, e.total) for e in events] == [("simulate", 1, 2), ("simulate", 2, 2)]
+    jax.block_until_ready(simulate(net, h, 10.0, 0.5, 2, 0, **kw).moments)  # silent by default
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="progress must be a callable"):
+        simulate(net, h, 10.0, 0.5, 2, 0, progress=True, **kw)
