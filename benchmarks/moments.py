@@ -35,7 +35,9 @@ import numpy as np  # noqa: E402
 import scipy.linalg  # noqa: E402
 
 import momentssn as ms  # noqa: E402
-from momentssn.closure.equations import equations as closure  # noqa: E402
+from momentssn.closure import equations as closure  # noqa: E402
+from momentssn.closure.lyapunov import solve_lyapunov  # noqa: E402
+from momentssn.closure.stationary import _initial_guess, _residual  # noqa: E402
 from momentssn.networks import random_ei_network  # noqa: E402
 
 
@@ -52,9 +54,6 @@ def best_time(f, *args, repeats=5):
 def make_floor(net, h, m, n_evals):
     """A jitted floor (see the module docstring) for ``n_evals`` Newton iterates;
     m: the stationary moments at (net, h)."""
-    from momentssn.closure.lyapunov import solve_lyapunov
-    from momentssn.closure.stationary import _initial_guess, _residual
-
     N = net.N
     z_root = jnp.concatenate([m.mean, jnp.diagonal(m.cov)])
 
@@ -83,9 +82,6 @@ def primitive_floor(net, h, m, n_evals, repeats):
 
     Returns (floor, rows) with rows (name, ours, native) in seconds.
     """
-    from momentssn.closure.lyapunov import solve_lyapunov
-    from momentssn.closure.stationary import _initial_guess
-
     J = closure.jacobian_at(net, m.mean, jnp.diagonal(m.cov))
     Q = -(J @ m.cov + m.cov @ J.T)  # the Lyapunov right-hand side at the root
     Jn, Qn = np.asarray(J), np.asarray(Q)

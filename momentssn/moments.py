@@ -30,12 +30,16 @@ class MomentTrajectory(NamedTuple):
 
     t: (T,) times (ms); mean: (..., T, N); cov: (..., T, N, N);
     cross_cov: (..., T, N, N) the u-eta cross-covariance Cov(u_i, eta_j), or None.
+    diverged_at: (...) the first time (ms) at which the moments are not finite, +inf
+        where they stay finite (``propagate_moments`` fills it; inside ``jit`` it is
+        how divergence is reported), or None.
     """
 
     t: jax.Array
     mean: jax.Array
     cov: jax.Array
     cross_cov: Optional[jax.Array] = None
+    diverged_at: Optional[jax.Array] = None
 
     var = property(lambda self: variance(self.cov), doc="(..., T, N) variances (mV^2).")
     std = property(lambda self: std(self.cov), doc="(..., T, N) standard deviations (mV).")

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ..model import check_finite
+
 __all__ = ["solve_lyapunov", "lyapunov_known_solution"]
 
 _MAX_ITERS = 60
@@ -77,11 +79,26 @@ def solve_lyapunov(A: jax.Array, Q: jax.Array) -> jax.Array:
         Q: (N, N) right-hand side (symmetric Q gives a symmetric X).
 
     Returns:
-        X: (N, N).  NaN if A is not Hurwitz (check stability before calling).
+        X: (N, N).  NaN if A is not Hurwitz (check stability before calling: this
+        primitive is used inside solvers that test trial points this way).
+
+    Raises:
+        ValueError: A or Q not (N, N) or (values checked outside ``jit``) not finite.
 
     Differentiable in A and Q in forward and reverse mode; each tangent or
     cotangent costs one more Lyapunov solve (with A, resp. A^T).  Batch with vmap.
     """
+    if jnp.ndim(A) != 2 or jnp.shape(A)[0] != jnp.shape(A)[1] or jnp.shape(A)[0] == 0:
+        raise ValueError(f"A must be a square (N, N) matrix, got shape {jnp.shape(A)}")
+    if jnp.shape(Q) != jnp.shape(A):
+        raise ValueError(f"Q must have the shape of A {jnp.shape(A)}, got {jnp.shape(Q)}")
+    check_finite("A", A)
+    check_finite("Q", Q)
+    return _solve(A, Q)
+
+
+def _solve(A: jax.Array, Q: jax.Array) -> jax.Array:
+    """``solve_lyapunov`` without the checks (NaN entries if A is not Hurwitz)."""
 
     def matvec(X):  # L(X) = A X + X A^T
         return A @ X + X @ A.T
@@ -119,7 +136,7 @@ def _known_fwd(A, Q, X):
 
 def _known_bwd(res, X_bar):
     A, X = res
-    Y = solve_lyapunov(A.T, -X_bar)  # A^T Y + Y A = X_bar
+    Y = _solve(A.T, -X_bar)  # A^T Y + Y A = X_bar
     return -(Y @ X.T + Y.T @ X), -Y, jnp.zeros_like(X)
 
 

@@ -77,6 +77,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._util import is_concrete
+from ..model import check_finite
+
 __all__ = ["rectified_moment", "log_rectified_moment", "rate_expectations"]
 
 # ---- the quadrature rule (fixed, dtype-independent; cast on use) -------------------
@@ -100,6 +103,24 @@ def _promote(*xs):
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     return tuple(jnp.asarray(x, dtype) for x in xs)
+
+
+def _check(args: dict, *, minimum: dict) -> None:
+    """ValueError unless the named arrays broadcast together, are finite and respect
+    ``minimum`` (name -> (bound, strict)); values are checked only when concrete."""
+    try:
+        np.broadcast_shapes(*(jnp.shape(x) for x in args.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k} {jnp.shape(x)}" for k, x in args.items())
+        raise ValueError(f"{', '.join(args)} must broadcast together, got shapes {shapes}") from None
+    for name, x in args.items():
+        check_finite(name, x)
+        if name in minimum and is_concrete(x):
+            bound, strict = minimum[name]
+            v = np.asarray(x)
+            if np.any(v <= bound) if strict else np.any(v < bound):
+                op = ">" if strict else ">="
+                raise ValueError(f"{name} must be {op} {bound}, got min {float(np.min(v))}")
 
 
 def _det_threshold(dtype) -> float:
@@ -312,7 +333,12 @@ def rectified_moment(mu, sigma, p):
 
     Returns:
         (...) M_p in mV^p.
+
+    Raises:
+        ValueError: shapes that do not broadcast, NaN/inf, or p < 0 (values are
+            checked only outside ``jit``).
     """
+    _check(dict(mu=mu, sigma=sigma, p=p), minimum=dict(p=(0.0, False)))
     return jnp.exp(log_rectified_moment(mu, sigma, p))
 
 
@@ -333,7 +359,13 @@ def rate_expectations(mu, sigma, k, n):
 
     Returns:
         (nu, gamma), each of the broadcast shape, in Hz and Hz / mV.
+
+    Raises:
+        ValueError: shapes that do not broadcast, NaN/inf, sigma < 0, k <= 0 or
+            n < 1 (values are checked only outside ``jit``).
     """
+    _check(dict(mu=mu, sigma=sigma, k=k, n=n),
+           minimum=dict(sigma=(0.0, False), k=(0.0, True), n=(1.0, False)))
     mu, sigma, k, n = _promote(mu, sigma, k, n)
     mu, sigma, k, n = jnp.broadcast_arrays(mu, sigma, k, n)
     # both exponents through one quadrature call (half the graph to compile)

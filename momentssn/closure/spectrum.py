@@ -20,22 +20,27 @@ the factor 1e-3 converts mV^2 ms to mV^2/Hz.)
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import expm
 
 from . import equations as closure
-from ..model import SSN
+from ..model import SSN, check_finite
 from ..moments import Moments
+from .arguments import check_moments, check_stimulus, check_vector
 from .stationary import stationary_moments
 
-__all__ = ["lagged_covariance", "power_spectrum", "peak_frequency"]
+__all__ = ["lagged_covariance", "power_spectrum", "peak_frequency", "SpectralPeak"]
 
 
 def _stationary(net: SSN, h, moments):
-    h = jnp.asarray(h, net.W.dtype)
-    m = stationary_moments(net, h) if moments is None else moments
-    return h, m
+    """Checked h (N,) or (B, N) and its stationary moments (given, or solved here)."""
+    h = check_stimulus(net, h)
+    if moments is None:
+        return h, stationary_moments(net, h)
+    return h, check_moments(net, moments, h.shape[:-1])
 
 
 def _lagged_one(net: SSN, mean, cov, lags):
@@ -59,11 +64,14 @@ def lagged_covariance(net: SSN, h, lags, moments: Moments | None = None) -> jax.
     Args:
         net: the network.
         h: (N,) or (B, N) input (mV).
-        lags: (L,) lags in ms (negative lags give the transpose).
+        lags: (L,) lags in ms, finite (negative lags give the transpose).
         moments: the stationary moments if already computed (else computed here).
+
+    Raises:
+        ValueError: a bad argument; UnstableNetworkError: see ``stationary_moments``.
     """
     h, m = _stationary(net, h, moments)
-    lags = jnp.asarray(lags, net.W.dtype)
+    lags = check_vector("lags", lags, net.W.dtype)
     f = lambda mu, S: _lagged_one(net, mu, S, lags)  # noqa: E731
     return jax.vmap(f)(m.mean, m.cov) if h.ndim == 2 else f(m.mean, m.cov)
 
@@ -95,26 +103,70 @@ def power_spectrum(
     Args:
         net: the network.
         h: (N,) or (B, N) input (mV).
-        freqs: (F,) frequencies in Hz.
+        freqs: (F,) frequencies in Hz, finite.
         moments: the stationary moments if already computed.
         full: return the cross-spectral matrices (.., F, N, N) (complex) instead of
             the auto-spectra (.., F, N) (real).
+
+    Raises:
+        ValueError: a bad argument; UnstableNetworkError: see ``stationary_moments``.
     """
     h, m = _stationary(net, h, moments)
-    freqs = jnp.asarray(freqs, net.W.dtype)
+    freqs = check_vector("freqs", freqs, net.W.dtype)
     f = lambda mu, S: _spectrum_one(net, mu, S, freqs, full)  # noqa: E731
     return jax.vmap(f)(m.mean, m.cov) if h.ndim == 2 else f(m.mean, m.cov)
 
 
-def peak_frequency(freqs, spectrum, fmin: float = 1.0) -> jax.Array:
-    """Frequency (Hz) of the largest spectral power above ``fmin``, along the F axis.
+class SpectralPeak(NamedTuple):
+    """The spectral peak along the frequency axis (``peak_frequency``).
 
-    freqs: (F,); spectrum: (.., F) or (.., F, N) -> (..) or (.., N).
+    has_peak: (..) bool, the spectrum has an interior local maximum in the band.
+    frequency: (..) Hz, that of the highest interior maximum; 0.0 where ``has_peak``
+        is False (no peak: a sentinel, not a frequency; mask it with ``has_peak``).
+    power: (..) the spectrum there (its units); 0.0 where ``has_peak`` is False.
     """
-    freqs = jnp.asarray(freqs)
+
+    has_peak: jax.Array
+    frequency: jax.Array
+    power: jax.Array
+
+
+def peak_frequency(freqs, spectrum, fmin: float = 1.0, fmax: float | None = None) -> SpectralPeak:
+    """The highest interior local maximum of a spectrum in the band [fmin, fmax] (Hz).
+
+    A peak is a sample i with S[i - 1] < S[i] >= S[i + 1] (neighbours outside the
+    band count) and fmin <= f[i] <= fmax; the first and last samples of ``freqs``
+    never are.  A spectrum that only falls (or only rises) across the band has no
+    peak: its largest value at the band's edge is not a rhythm.
+
+    Args:
+        freqs: (F,) strictly increasing, finite frequencies (Hz), F >= 3.
+        spectrum: (.., F) or (.., F, N) power, finite (the F axis is the last one
+            whose length is F, checked from the end).
+        fmin, fmax: the band (Hz); default fmax: no upper limit.
+
+    Returns:
+        ``SpectralPeak(has_peak, frequency, power)``, each (..) or (.., N).
+    """
+    freqs = check_vector("freqs", freqs, jnp.result_type(float), increasing=True)
     spectrum = jnp.asarray(spectrum)
-    axis = spectrum.ndim - 1 if spectrum.shape[-1] == freqs.shape[0] else spectrum.ndim - 2
-    mask_shape = [1] * spectrum.ndim
-    mask_shape[axis] = -1
-    masked = jnp.where((freqs >= fmin).reshape(mask_shape), spectrum, -jnp.inf)
-    return freqs[jnp.argmax(masked, axis=axis)]
+    F = freqs.shape[0]
+    if F < 3:
+        raise ValueError(f"freqs must hold at least 3 frequencies to find a peak, got {F}")
+    if spectrum.ndim >= 1 and spectrum.shape[-1] == F:
+        axis = spectrum.ndim - 1
+    elif spectrum.ndim >= 2 and spectrum.shape[-2] == F:
+        axis = spectrum.ndim - 2
+    else:
+        raise ValueError(f"spectrum must have shape (.., {F}) or (.., {F}, N) to match freqs, "
+                         f"got {spectrum.shape}")
+    check_finite("spectrum", spectrum)
+    S = jnp.moveaxis(spectrum, axis, -1)  # (.., F) or (.., N, F)
+    hi = jnp.inf if fmax is None else fmax
+    in_band = (freqs >= fmin) & (freqs <= hi)
+    interior = (S[..., 1:-1] > S[..., :-2]) & (S[..., 1:-1] >= S[..., 2:]) & in_band[1:-1]
+    masked = jnp.where(interior, S[..., 1:-1], -jnp.inf)
+    i = jnp.argmax(masked, axis=-1)
+    has = jnp.any(interior, axis=-1)
+    power = jnp.take_along_axis(S[..., 1:-1], i[..., None], axis=-1)[..., 0]
+    return SpectralPeak(has, jnp.where(has, freqs[1:-1][i], 0.0), jnp.where(has, power, 0.0))

@@ -1,6 +1,6 @@
 """Stationary moments of the Gaussian closure, by Newton's method, with implicit gradients.
 
-The stationary point (see ``momentssn.closure``) couples the mean mu (N,) and the
+The stationary point (see ``momentssn.closure.equations``) couples the mean mu (N,) and the
 covariance S (N, N) only through the variances s = diag(S) (N,): given (mu, s),
 the gains gamma fix J, the cross-covariance X is a linear solve and S a Lyapunov
 solve.  We therefore solve the reduced 2N-dimensional root problem
@@ -8,7 +8,8 @@ solve.  We therefore solve the reduced 2N-dimensional root problem
     r1(mu, s) = -mu + h + W nu(mu, s)               = 0      (mean, mV)
     r2(mu, s) = s - diag S(gamma(mu, s))            = 0      (variances, mV^2)
 
-by damped chord-Newton (backtracking on |r|^2) with the Jacobian
+by damped chord-Newton (``momentssn.closure.newton``: backtracking on |r|^2) with the
+Jacobian
 
     dr/dz = [[-I + W diag(nu_mu),      W diag(nu_s)         ],
              [-K diag(gamma_mu),       I - K diag(gamma_s)  ]],   K = d diag(S) / d gamma.
@@ -26,7 +27,7 @@ iterate), and recomputed otherwise: from the default start, random E/I networks 
 N = 50-200 take 1 K and 4-5 residuals (exact Newton: a K at each of those iterates).
 A ``WarmStart`` can also hand in the K of a nearby solve (``info.warm_start``, e.g.
 the previous evaluation of a fit): then a solve typically needs no K at all.  The
-residual itself always uses the sign-function Lyapunov solver (``momentssn.lyapunov``),
+residual itself always uses the sign-function Lyapunov solver (``closure.lyapunov``),
 so the final accuracy does not depend on the conditioning of V.  The mean is first
 brought near its fixed point by Newton on r1 alone with s fixed at the noise-only
 variances (cheap: no Lyapunov solve).
@@ -35,7 +36,7 @@ That start can lie outside the basin of the fixed point the network actually
 reaches: in strongly coupled networks (the published Echeveste et al. 2020 network
 is one) the noise-only variances make J unstable there, or the mean-only problem
 has no nearby root.  When Newton from the default start finds no stable fixed
-point, the moment ODE (``momentssn.propagate``) is relaxed from rest for 50 RK4
+point, the moment ODE (``closure.transient``) is relaxed from rest for 50 RK4
 steps of min(tau, tau_eta) / 5 and Newton is run again from there, so the answer is
 the stationary state that the dynamics from rest settle into.  The relaxation only
 supplies a start; the root itself is still found by Newton to round-off.
@@ -65,7 +66,10 @@ from jax import lax
 from . import equations as closure
 from ..errors import UnstableNetworkError
 from .lyapunov import lyapunov_known_solution, solve_lyapunov
-from ..model import SSN, check_finite
+from .newton import damped_newton
+from .._util import is_traced
+from ..model import SSN
+from .arguments import check_moments, check_net, check_stimulus
 from ..moments import Moments, symmetrize
 from .transient import relax_from_rest
 
@@ -81,7 +85,6 @@ __all__ = [
 
 _MAX_NEWTON = 40
 _AT_ROOT = 1e-10  # a K computed this close (relative) to the root is used as the exact one
-_MAX_BACKTRACK = 30
 _MAX_FIRST = 16  # residual evaluations from the default start, before falling back ...
 _MAX_ITER = _MAX_NEWTON  # ... and from the relaxed start (a failed trial point in a fit
 # costs both, so they are kept short: from a start in the basin Newton needs <= ~15)
@@ -128,6 +131,7 @@ class SolveInfo(NamedTuple):
 
 def noise_only_variance(net: SSN) -> jax.Array:
     """Stationary Var(u_i) for W = 0: Sigma_ii tau_eta / (tau_i + tau_eta), (N,) mV^2."""
+    check_net(net)
     Sig = jnp.diagonal(net.noise_cov)
     return Sig * net.tau_noise / (net.tau + net.tau_noise)
 
@@ -208,90 +212,6 @@ def _jacobian(net: SSN, c, K):
 
 
 # --------------------------------------------------------------------------- Newton
-class _NewtonState(NamedTuple):
-    k: jax.Array  # loop iterations (trial points evaluated)
-    z: jax.Array  # current accepted point
-    r: jax.Array  # residual at z
-    f: jax.Array  # merit 0.5 |scaled r|^2 at z
-    aux: object  # what ``evaluate`` returned at z
-    extra: object  # what ``direction`` returned at z (e.g. a reusable Jacobian part)
-    dz: jax.Array  # search direction from z
-    fresh: jax.Array  # dz was computed with a fresh (exact) Jacobian
-    alpha: jax.Array  # current step length along dz
-    step: jax.Array  # size of the last accepted step, relative to 1 + |z|
-    done: jax.Array
-
-
-def _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, reuse=0.1, refresh0=True):
-    """Damped (chord-)Newton with backtracking, as a single ``while_loop``.
-
-    evaluate(z) -> (r, scaled r, aux);
-    direction(z, r, aux, extra, refresh) -> (dz, extra, fresh): the Newton direction,
-    with the expensive part of the Jacobian recomputed when ``refresh`` and otherwise
-    possibly reused from ``extra`` (then ``fresh`` is False).
-
-    Each iteration evaluates the residual at z + alpha dz.  An accepted point (Armijo
-    decrease of the merit f = 0.5 |scaled r|^2) gets a new direction (alpha = 1); the
-    Jacobian is refreshed there unless the step was a full step that cut f by at least
-    the factor ``reuse`` (the chord step contracts well, so the stale part is good
-    enough).  A rejected stale step is retried from z along a fresh direction; a
-    rejected fresh step halves alpha.  Iteration 0 evaluates z0 itself; its direction
-    is refreshed iff ``refresh0`` (False: start with the reusable part in ``extra0``).
-    It stops at an accepted point whose new direction (the Newton increment, its
-    error estimate) or whose last step is below ``tol`` relative to 1 + |z|, or whose
-    residual is at round-off.  Every function is traced once, which keeps compilation
-    small.
-    """
-    dt = z0.dtype
-    f_tiny = 0.5 * z0.size * (4 * jnp.finfo(dt).eps) ** 2  # rms scaled residual <= 4 eps: round-off
-
-    def body(st: _NewtonState) -> _NewtonState:
-        z_try = st.z + st.alpha * st.dz
-        r, rs, aux = evaluate(z_try)
-        f_try = 0.5 * jnp.sum(rs * rs)
-        f_try = jnp.where(jnp.isfinite(f_try), f_try, jnp.inf)
-        accept = f_try < (1.0 - 1e-4 * st.alpha) * st.f
-        need_dir = accept | ~st.fresh  # accepted, or a stale step failed: new direction
-        refresh = jnp.where(
-            st.k == 0, refresh0, ~accept | (st.alpha < 1.0) | (f_try > reuse * st.f)
-        )
-        keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
-            lambda a, b: jnp.where(accept, a, b), new, old
-        )
-        z_new, r_new, aux_new = keep(z_try, st.z), keep(r, st.r), keep(aux, st.aux)
-
-        def new_direction(_):
-            dz, extra, fresh = direction(z_new, r_new, aux_new, st.extra, refresh)
-            return jnp.where(jnp.all(jnp.isfinite(dz)), dz, 0.0), extra, jnp.asarray(fresh, bool)
-
-        dz, extra, fresh = lax.cond(need_dir, new_direction, lambda _: (st.dz, st.extra, st.fresh), None)
-        moved = accept & (st.k > 0)
-        step = jnp.where(
-            moved, jnp.max(jnp.abs(st.alpha * st.dz) / (1.0 + jnp.abs(st.z))), st.step
-        )
-        alpha = jnp.where(need_dir, 1.0, 0.5 * st.alpha).astype(dt)
-        # The Newton increment from the accepted point estimates its error when the
-        # Jacobian is trusted: fresh, or stale but just seen to contract (else refreshed);
-        # not a warm-start Jacobian that has not yet taken a step.
-        trusted = accept & ((st.k > 0) | refresh0)
-        increment = jnp.max(jnp.abs(dz) / (1.0 + jnp.abs(z_new)))
-        done = (
-            (moved & (step < tol)) | (trusted & (increment < tol)) | (accept & (f_try <= f_tiny))
-            | (alpha < 2.0**-_MAX_BACKTRACK)
-        )
-        return _NewtonState(
-            st.k + 1, z_new, r_new, jnp.where(accept, f_try, st.f), aux_new,
-            extra, dz, fresh, alpha, step, done,
-        )
-
-    init = _NewtonState(
-        k=jnp.asarray(0), z=z0, r=jnp.zeros_like(z0), f=jnp.asarray(jnp.inf, dt), aux=aux0,
-        extra=extra0, dz=jnp.zeros_like(z0), fresh=jnp.asarray(True), alpha=jnp.asarray(0.0, dt),
-        step=jnp.asarray(jnp.inf, dt), done=jnp.asarray(False),
-    )
-    return lax.while_loop(lambda st: (st.k < max_iter) & ~st.done, body, init)
-
-
 def _mean_newton(net: SSN, h, mu0, s):
     """Newton on r1(mu) = -mu + h + W nu(mu, s) with s fixed (no Lyapunov solve); -> mu."""
     N = net.N
@@ -305,7 +225,7 @@ def _mean_newton(net: SSN, h, mu0, s):
     def direction(m, r, gamma, extra, refresh):  # d nu / d mu = gamma (Stein's lemma)
         return jnp.linalg.solve(-eye + net.W * gamma[None, :], -r), (), True
 
-    st = _damped_newton(evaluate, direction, mu0, jnp.zeros_like(mu0), (), 1e-8, _MAX_NEWTON)
+    st = damped_newton(evaluate, direction, mu0, jnp.zeros_like(mu0), (), 1e-8, _MAX_NEWTON)
     return st.z
 
 
@@ -341,7 +261,7 @@ def _newton(net: SSN, h, z0, K0, tol, max_iter):
     # (K, eigenvalues of J, the point where both were computed; NaN: nowhere yet)
     have_K0 = jnp.all(jnp.isfinite(K0))
     extra0 = (jnp.where(have_K0, K0, 0.0), jnp.zeros((N,), cdt), jnp.full_like(z0, jnp.nan))
-    st = _damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, refresh0=~have_K0)
+    st = damped_newton(evaluate, direction, z0, aux0, extra0, tol, max_iter, refresh0=~have_K0)
     res = jnp.sqrt(2.0 * st.f / (2 * N))  # rms scaled residual
     converged = jnp.isfinite(st.f) & (res < jnp.sqrt(tol))
     return st, converged, res
@@ -493,14 +413,6 @@ def _solve_batched(net: SSN, h: jax.Array, init, has_init: bool):
     return lax.map(lambda hh: _solve_one(net, hh, None), h)
 
 
-def _check_h(net: SSN, h) -> jax.Array:
-    h = jnp.asarray(h, dtype=net.W.dtype)
-    if h.ndim not in (1, 2) or h.shape[-1] != net.N:
-        raise ValueError(f"h must have shape ({net.N},) or (B, {net.N}), got {h.shape}")
-    check_finite("h", h)
-    return h
-
-
 def _warm_start(net: SSN, h, init) -> Optional[WarmStart]:
     """``init`` as a WarmStart: a WarmStart, a Moments (mean, cov) or a (.., 2N) vector
     (mu, s) (the last two with K = NaN: computed at the first iterate)."""
@@ -539,7 +451,7 @@ def stationary_solve(net: SSN, h, init=None):
         the moments of unstable/unconverged stimuli are meaningless.  Usable inside
         ``jit``/``grad``/``vmap`` (this is what fitting uses).
     """
-    h = _check_h(net, h)
+    h = check_stimulus(net, h)
     init = _warm_start(net, h, init)
     return _solve_batched(net, h, init, init is not None)
 
@@ -567,37 +479,53 @@ def stationary_moments(net: SSN, h, init=None) -> Moments:
             and its ``SolveInfo``.
     """
     m, info = stationary_solve(net, h, init)
-    if not any(isinstance(x, jax.core.Tracer) for x in info):
+    if not is_traced(info):
         raise_if_unstable(info)
     return m
 
 
 def raise_if_unstable(info: SolveInfo) -> None:
-    """Raise ``UnstableNetworkError`` if any stimulus in ``info`` has no stable fixed point."""
+    """Raise ``UnstableNetworkError`` for the first stimulus in ``info`` without a
+    stable fixed point, saying what failed: Newton found no fixed point, or the fixed
+    point it found is unstable (then with the largest real part of J's eigenvalues)."""
     conv = np.atleast_1d(np.asarray(info.converged))
-    eig = np.atleast_1d(np.asarray(info.max_real_eig))
-    res = np.atleast_1d(np.asarray(info.residual))
+    eig = np.atleast_1d(np.asarray(info.max_real_eig, dtype=float))
+    res = np.atleast_1d(np.asarray(info.residual, dtype=float))
+    iters = np.atleast_1d(np.asarray(info.iterations))
     for b in range(conv.size):
         if not conv[b]:
-            unstable = " (the linearization there is unstable)" if eig[b] >= 0 else ""
+            at_end = (
+                f"; at its last iterate J has an eigenvalue with real part {eig[b]:+.4g} /ms"
+                if eig[b] >= 0 else ""
+            )
             raise UnstableNetworkError(
-                f"no stable fixed point found for stimulus {b}: the mean dynamics diverge or "
-                f"Newton failed (relative residual {res[b]:.3g}); at the last iterate the largest "
-                f"real part of the eigenvalues of J is {eig[b]:.4g} /ms{unstable}",
+                f"Newton found no fixed point for stimulus {b} (relative residual {res[b]:.3g} "
+                f"after {int(iters[b])} iterations): the mean dynamics may diverge for this "
+                f"input{at_end}",
                 max_real_eig=float(eig[b]),
                 stimulus=b,
             )
         if not eig[b] < 0:
+            what = f"= {eig[b]:+.4g} /ms" if np.isfinite(eig[b]) else "is not finite"
             raise UnstableNetworkError(
-                f"the fixed point for stimulus {b} is unstable: the largest eigenvalue of the "
-                f"Jacobian J has real part {eig[b]:.4g} /ms >= 0",
+                f"the fixed point for stimulus {b} is unstable: largest real part of the "
+                f"eigenvalues of J {what}",
                 max_real_eig=float(eig[b]),
                 stimulus=b,
             )
 
 
 def cross_covariance(net: SSN, moments: Moments) -> jax.Array:
-    """Stationary Cov(u, eta) (.., N, N) at given stationary moments (mV^2)."""
+    """Stationary Cov(u, eta) (.., N, N) at given stationary moments (mV^2).
+
+    ``moments``: ``Moments(mean (N,) or (B, N), cov (.., N, N))``, finite.
+    """
+    check_net(net)
+    batch = tuple(jnp.shape(moments.mean)[:-1]) if isinstance(moments, Moments) else ()
+    if len(batch) > 1:
+        raise ValueError(f"moments.mean must have shape ({net.N},) or (B, {net.N}), got "
+                         f"{jnp.shape(moments.mean)}")
+    moments = check_moments(net, moments, batch)
 
     def one(mu, S):
         return closure.stationary_cross_cov(net, closure.jacobian_at(net, mu, jnp.diagonal(S)))
@@ -606,10 +534,3 @@ def cross_covariance(net: SSN, moments: Moments) -> jax.Array:
         return jax.vmap(one)(moments.mean, moments.cov)
     return one(moments.mean, moments.cov)
 
-
-@jax.jit
-def initial_guess(net: SSN, h: jax.Array) -> jax.Array:
-    """The solver's default starting point, (.., 2N) = (mean, variances), for warm starts."""
-    if h.ndim == 1:
-        return _initial_guess(net, h)
-    return lax.map(lambda hh: _initial_guess(net, hh), h)

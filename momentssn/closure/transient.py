@@ -1,6 +1,6 @@
 """Transient moment propagation: the mean and augmented-covariance ODEs in time.
 
-Integrates (``momentssn.closure``)
+Integrates (``momentssn.closure.equations``)
 
     tau dmu/dt = -mu + h + W nu(mu, diag S)
     dS/dt      = J S + S J^T + T^-1 X^T + X T^-1
@@ -21,10 +21,15 @@ import numpy as np
 from jax import lax
 
 from . import equations as closure
+from .._util import is_traced
+from ..errors import MomentsDivergedError
 from ..model import SSN, check_finite
 from ..moments import MomentTrajectory, symmetrize
+from .arguments import check_scalar, check_stimulus
 
-__all__ = ["propagate_moments", "relax_from_rest"]
+__all__ = ["propagate_moments", "relax_from_rest", "divergence_time"]
+
+_MAX_STEPS = 10**8  # more RK4 steps than this is a mistaken dt (hours of computing)
 
 
 def _velocity(net: SSN, h, state):
@@ -83,6 +88,72 @@ def _propagate_one(net: SSN, h, dt, mu0, S0, X0, n_saves: int, save_every: int):
     )
 
 
+def _initial_state(net: SSN, batch: tuple, x, shape: tuple, name: str) -> jax.Array:
+    """An initial moment (default 0) broadcast to ``batch + shape``, checked."""
+    dtype = net.W.dtype
+    if x is None:
+        return jnp.zeros(batch + shape, dtype)
+    x = jnp.asarray(x, dtype)
+    if x.ndim == len(shape) and x.shape == shape:
+        x = jnp.broadcast_to(x, batch + shape)
+    if x.shape != batch + shape:
+        raise ValueError(f"{name} must have shape {shape} or {batch + shape}, got {x.shape}")
+    check_finite(name, x)
+    return x
+
+
+def _steps(t_max, dt, save_every) -> tuple:
+    """Checked (dt, n_saves, save_every): ``round(t_max / dt)`` steps, every
+    ``save_every``-th saved."""
+    dt = check_scalar("dt", dt, positive=True, unit="ms")
+    t_max = check_scalar("t_max", t_max, positive=True, unit="ms")
+    if isinstance(save_every, bool) or int(save_every) != save_every or int(save_every) < 1:
+        raise ValueError(f"save_every must be a positive integer, got {save_every!r}")
+    save_every = int(save_every)
+    n_steps = int(round(t_max / dt))
+    if n_steps < 1:
+        raise ValueError(f"t_max must be at least one step dt = {dt} ms, got {t_max} ms")
+    if save_every > n_steps:
+        raise ValueError(f"save_every must be <= the number of steps ({n_steps}), got {save_every}")
+    if n_steps > _MAX_STEPS:
+        raise ValueError(f"t_max / dt = {n_steps} steps is more than {_MAX_STEPS:.0e}: raise dt")
+    return dt, n_steps // save_every, save_every
+
+
+def divergence_time(t: jax.Array, mean: jax.Array, cov: jax.Array) -> jax.Array:
+    """(..) first time t (ms) at which mean (.., T, N) or cov (.., T, N, N) is not
+    finite; +inf where they stay finite (traceable)."""
+    bad = ~(jnp.all(jnp.isfinite(mean), axis=-1) & jnp.all(jnp.isfinite(cov), axis=(-2, -1)))
+    first = jnp.argmax(bad, axis=-1)
+    return jnp.where(jnp.any(bad, axis=-1), t[first], jnp.inf)
+
+
+def _raise_if_diverged(net: SSN, h, tr: MomentTrajectory, dt: float) -> None:
+    """``MomentsDivergedError`` for the first stimulus whose moments are not finite,
+    with the largest real part of J's eigenvalues at the last finite saved state."""
+    when = np.atleast_1d(np.asarray(tr.diverged_at))
+    bad = np.flatnonzero(np.isfinite(when))
+    if bad.size == 0:
+        return
+    b = int(bad[0])
+    i = int(np.searchsorted(np.asarray(tr.t), when[b]))  # >= 1: the start is finite
+    mean = tr.mean.reshape((-1,) + tr.mean.shape[-2:])[b, i - 1]
+    cov = tr.cov.reshape((-1,) + tr.cov.shape[-3:])[b, i - 1]
+    J = np.asarray(closure.jacobian_at(net, mean, jnp.diagonal(cov)))
+    eig = float(np.max(np.real(np.linalg.eigvals(J)))) if np.all(np.isfinite(J)) else np.inf
+    if eig >= 0:
+        cause = (f"the moments ran away: the network is unstable for this input (largest "
+                 f"real part of the eigenvalues of J = {eig:+.4g} /ms at t = "
+                 f"{float(tr.t[i - 1]):.6g} ms)")
+    else:
+        cause = f"dt = {dt} ms is too large for RK4 (J was stable at the last finite state)"
+    raise MomentsDivergedError(
+        f"the closure moments diverged for stimulus {b}: not finite from t = {when[b]:.6g} ms "
+        f"on; {cause}",
+        stimulus=b, time_ms=float(when[b]), max_real_eig=eig,
+    )
+
+
 def propagate_moments(
     net: SSN,
     h,
@@ -97,53 +168,41 @@ def propagate_moments(
 
     Args:
         net: the network.
-        h: (N,) or (B, N) constant feedforward input (mV).
-        t_max: duration (ms); ``round(t_max / dt)`` RK4 steps are taken.
+        h: (N,) or (B, N) constant feedforward input (mV), finite.
+        t_max: duration (ms), > 0; ``round(t_max / dt)`` >= 1 RK4 steps are taken.
         dt: integration step (ms), > 0.
         mean0: (N,) or (B, N) initial mean of u (default 0: rest).
         cov0: (N, N) or (B, N, N) initial covariance of u (default 0: a fixed start).
         cross_cov0: initial Cov(u, eta) (default 0: u independent of the noise).
-        save_every: keep every ``save_every``-th step (memory: T/save_every x N^2).
+        save_every: keep every ``save_every``-th step (memory: T/save_every x N^2),
+            a positive integer <= the number of steps.
 
     Returns:
         ``MomentTrajectory(t (T,), mean (.., T, N), cov (.., T, N, N),
-        cross_cov (.., T, N, N))`` including t = 0.  Differentiable (reverse mode
-        through the RK4 steps, checkpointed per step) and jit-compiled.
+        cross_cov (.., T, N, N), diverged_at (..))`` including t = 0.
+        Differentiable (reverse mode through the RK4 steps, checkpointed per step)
+        and jit-compiled.  ``diverged_at`` is +inf unless the moments stopped being
+        finite (then the first saved time at which they are not, ms).
+
+    Raises:
+        ValueError: a bad argument (named in the message).
+        MomentsDivergedError: (an ``UnstableNetworkError``) the moments of a stimulus
+            stopped being finite, with the stimulus, the time and the cause.  Only
+            when called eagerly; inside ``jit``/``grad`` check ``diverged_at``.
     """
-    dtype = net.W.dtype
     N = net.N
-    if not dt > 0:
-        raise ValueError(f"dt must be > 0 (ms), got {dt}")
-    if not t_max > 0:
-        raise ValueError(f"t_max must be > 0 (ms), got {t_max}")
-    if int(save_every) < 1:
-        raise ValueError(f"save_every must be a positive integer, got {save_every}")
-    h = jnp.asarray(h, dtype)
-    if h.ndim not in (1, 2) or h.shape[-1] != N:
-        raise ValueError(f"h must have shape ({N},) or (B, {N}), got {h.shape}")
-    check_finite("h", h)
+    h = check_stimulus(net, h)
+    dt, n_saves, save_every = _steps(t_max, dt, save_every)
     batch = h.shape[:-1]
-
-    def init(x, shape, name):
-        if x is None:
-            return jnp.zeros(batch + shape, dtype)
-        x = jnp.broadcast_to(jnp.asarray(x, dtype), batch + shape) if jnp.ndim(x) == len(
-            shape
-        ) else jnp.asarray(x, dtype)
-        if x.shape != batch + shape:
-            raise ValueError(f"{name} must have shape {shape} or {batch + shape}, got {x.shape}")
-        check_finite(name, x)
-        return x
-
-    mu0 = init(mean0, (N,), "mean0")
-    S0 = init(cov0, (N, N), "cov0")
-    X0 = init(cross_cov0, (N, N), "cross_cov0")
-    save_every = int(save_every)
-    n_steps = int(round(t_max / dt))
-    n_saves = max(1, n_steps // save_every)
+    mu0 = _initial_state(net, batch, mean0, (N,), "mean0")
+    S0 = _initial_state(net, batch, cov0, (N, N), "cov0")
+    X0 = _initial_state(net, batch, cross_cov0, (N, N), "cross_cov0")
     fn = lambda hh, m, S, X: _propagate_one(net, hh, dt, m, S, X, n_saves, save_every)  # noqa
     if batch:
         fn = jax.vmap(fn)
     mu, S, X = fn(h, mu0, S0, X0)
-    t = jnp.asarray(np.arange(n_saves + 1) * save_every * dt, dtype)
-    return MomentTrajectory(t, mu, S, X)
+    t = jnp.asarray(np.arange(n_saves + 1) * save_every * dt, net.W.dtype)
+    tr = MomentTrajectory(t, mu, S, X, divergence_time(t, mu, S))
+    if not is_traced(tr):
+        _raise_if_diverged(net, h, tr, dt)
+    return tr

@@ -53,5 +53,28 @@ def test_input_speeds_up_dynamics_and_peak_frequency():
     # peak_frequency finds the maximum above fmin along the frequency axis
     bump = np.exp(-((np.asarray(f) - 40.0) ** 2) / 50.0)
     spec = np.stack([bump, np.roll(bump, 20)])[:, :, None] * np.ones(3)
-    pk = np.asarray(ms.peak_frequency(f, jnp.asarray(spec)))
+    pk = np.asarray(ms.peak_frequency(f, jnp.asarray(spec)).frequency)
     assert pk.shape == (2, 3) and np.allclose(pk[0], 40.0) and np.allclose(pk[1], 50.0)
+
+
+def test_peak_frequency_reports_no_peak_without_an_interior_maximum():
+    # One leaky neuron driven by OU noise: S(f) = s2 tn 2e-3 / ((1 + (w t)^2)(1 + (w tn)^2))
+    # falls monotonically: no peak, even though its largest value in [5, 120] Hz sits at 5 Hz.
+    t, tn, s2 = 10.0, 30.0, 0.5
+    net = ms.SSN(np.zeros((1, 1)), np.array([t]), np.array([[s2]]), tn)
+    f = np.linspace(0.0, 120.0, 241)
+    S = np.asarray(ms.power_spectrum(net, jnp.zeros(1), jnp.asarray(f)))[:, 0]
+    w = 2 * np.pi * f / 1000
+    assert np.allclose(S, s2 * 2 * tn * 1e-3 / ((1 + (w * t) ** 2) * (1 + (w * tn) ** 2)), rtol=1e-10)
+    flat = ms.peak_frequency(f, S, fmin=5.0)
+    assert not bool(flat.has_peak) and float(flat.frequency) == 0.0 and float(flat.power) == 0.0
+    # the same fall-off with a gamma bump at 40 Hz: a peak, at the sample numpy finds
+    bumped = S + 0.2 * S[0] * np.exp(-((f - 40.0) ** 2) / 20.0)
+    i = 1 + np.flatnonzero((bumped[1:-1] > bumped[:-2]) & (bumped[1:-1] >= bumped[2:]))
+    assert i.size == 1 and abs(f[i[0]] - 40.0) < 2.0
+    both = ms.peak_frequency(f, jnp.asarray(np.stack([S, bumped], axis=1)), fmin=5.0)  # (F, 2)
+    assert np.array_equal(np.asarray(both.has_peak), [False, True])
+    assert np.array_equal(np.asarray(both.frequency), [0.0, f[i[0]]])
+    assert float(both.power[1]) == bumped[i[0]]
+    # a band that excludes the bump has no peak
+    assert not bool(ms.peak_frequency(f, bumped, fmin=5.0, fmax=30.0).has_peak)

@@ -78,7 +78,7 @@ def test_warm_start_with_sensitivity():
     is differentiated (vs forward-mode AD of the Lyapunov solution); starting from it
     at nearby parameters gives the cold solve's moments and gradients, also when the
     K is poor (Newton then recomputes it)."""
-    from momentssn.closure.equations import equations as closure
+    from momentssn.closure import equations as closure
     from momentssn.closure.lyapunov import solve_lyapunov
 
     net = random_ei_network(6, seed=3)
@@ -152,7 +152,7 @@ def test_gradients_match_finite_differences(which):
 def _strong_ring(m=4):
     """The published network on a ring of m sites (weights x 50/m keep the ring sums):
     strongly coupled, with a weak input for which the default Newton start fails."""
-    from momentssn.params.base import Baseline15
+    from momentssn.params.ring import Baseline15
 
     p = dict(PUBLISHED_BASELINE15)
     for k in ("a_ee", "a_ei", "a_ie", "a_ii"):
@@ -164,7 +164,7 @@ def _strong_ring(m=4):
 
 
 def test_strong_network_falls_back_to_relaxation_from_rest():
-    from momentssn.closure.equations import stationary as st
+    from momentssn.closure import stationary as st
 
     net, h = _strong_ring()
     # Newton from the default (mean-only) start finds no root here ...

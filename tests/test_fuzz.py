@@ -1,0 +1,183 @@
+"""Property-based fuzzing of the public API (hypothesis, seeded and bounded).
+
+The rule (issue 14): a function that returns moments never returns NaN or inf.  Bad
+arguments raise ``ValueError`` naming the argument; a network without a stable answer
+raises ``UnstableNetworkError`` (or a sibling); otherwise every number returned is
+finite.  Inputs mix ordinary values with edge values (NaN, inf, 0, negative, huge),
+wrong shapes and singular noise.  Networks have N in {1, 2} and the time grids are
+fixed, so that every function compiles once or twice for the whole file.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import momentssn as ms
+
+FUZZ = settings(max_examples=25, derandomize=True, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))
+EDGES = [0.0, -1.0, 1e-300, 1e300, -1e300, np.nan, np.inf, -np.inf]
+
+
+def _value(lo, hi):
+    """Mostly ordinary floats in [lo, hi], sometimes an edge value."""
+    return st.one_of(st.floats(lo, hi), st.floats(lo, hi), st.sampled_from(EDGES))
+
+
+def _obeys_rule(call, names):
+    """Run ``call``: a clear error (a ValueError whose message starts with one of
+    ``names``, or an UnstableNetworkError) or a result whose every number is finite.
+    Returns the result, or the exception."""
+    try:
+        out = call()
+    except ms.UnstableNetworkError as e:
+        assert str(e)
+        return e
+    except ValueError as e:
+        assert str(e).split(" ")[0].split(".")[0].strip("(,") in names, f"unclear: {e}"
+        return e
+    for leaf in jax.tree_util.tree_leaves(out):
+        leaf = np.asarray(leaf)
+        if leaf.dtype.kind in "fc":
+            assert np.all(np.isfinite(leaf)), f"non-finite result {leaf}"
+    return out
+
+
+NET_ARGS = ("W", "tau", "noise_cov", "tau_noise", "k", "n", "n_exc")
+
+
+@st.composite
+def network_args(draw):
+    """SSN constructor arguments, often valid, with edge values and bad shapes."""
+    N = draw(st.sampled_from([1, 2]))
+    scale = draw(st.sampled_from([0.0, 0.3, 1.0, 3.0, 1e6]))  # 1e6: huge weights
+    W = np.array([[draw(_value(-1.0, 1.0)) for _ in range(N)] for _ in range(N)]) * scale
+    tau = np.array([draw(st.one_of(st.floats(2.0, 30.0), st.sampled_from([0.0, -5.0, np.nan])))
+                    for _ in range(N)])
+    L = np.array([[draw(st.floats(-1.0, 1.0)) for _ in range(N)] for _ in range(N)])
+    noise = {  # singular (rank <= 1 or zero), full rank, indefinite, asymmetric
+        "rank1": np.outer(L[0], L[0]), "zero": np.zeros((N, N)), "full": L @ L.T + 0.01 * np.eye(N),
+        "indefinite": -np.eye(N), "asymmetric": np.triu(np.ones((N, N))) + 0.1 * np.eye(N),
+    }[draw(st.sampled_from(["rank1", "zero", "full", "full", "indefinite", "asymmetric"]))]
+    if draw(st.integers(0, 9)) == 0:  # a shape mismatch
+        tau = np.ones(N + 1) * 10.0
+    return dict(W=W, tau=tau, noise_cov=noise, tau_noise=draw(_value(1.0, 60.0)),
+                k=draw(st.one_of(st.just(0.3), _value(0.01, 1.0))),
+                n=draw(st.one_of(st.just(2.0), st.floats(1.0, 3.0), st.sampled_from([0.5, np.nan]))))
+
+
+def _network(args):
+    """An SSN, or None when the constructor refused the arguments clearly."""
+    net = _obeys_rule(lambda: ms.SSN(**args), NET_ARGS)
+    if isinstance(net, Exception):
+        assert isinstance(net, ValueError)
+        return None
+    for name in ("W", "tau", "noise_cov", "tau_noise", "k", "n"):
+        assert np.all(np.isfinite(np.asarray(getattr(net, name))))
+    assert np.all(np.asarray(net.tau) > 0) and float(net.tau_noise) > 0 and float(net.n) >= 1
+    return net
+
+
+def _stimulus(draw, N):
+    return np.array([draw(_value(-5.0, 20.0)) for _ in range(N)])
+
+
+@FUZZ
+@given(network_args())
+def test_ssn_constructor(args):
+    net = _network(args)
+    if net is not None:
+        S = np.asarray(net.noise_cov)
+        assert np.allclose(S, S.T) and np.linalg.eigvalsh(S).min() > -1e-9
+
+
+@FUZZ
+@given(network_args(), st.data())
+def test_stationary_moments(args, data):
+    net = _network(args)
+    if net is None:
+        return
+    h = _stimulus(data.draw, net.N)
+    out = _obeys_rule(lambda: ms.stationary_moments(net, jnp.asarray(h)), ("h",))
+    if not np.all(np.isfinite(h)):
+        assert isinstance(out, ValueError)
+    elif isinstance(out, ms.Moments):  # a covariance: symmetric, non-negative variances
+        cov = np.asarray(out.cov)
+        assert np.allclose(cov, cov.T) and np.all(np.diag(cov) >= -1e-12 * np.abs(cov).max())
+
+
+@FUZZ
+@given(network_args(), st.data())
+def test_propagate_moments(args, data):
+    net = _network(args)
+    if net is None:
+        return
+    h = _stimulus(data.draw, net.N)
+    # one valid time grid (compiled once per N) or a bad value
+    t_max, dt = data.draw(st.sampled_from([(20.0, 0.5), (20.0, 0.5), (20.0, 0.0), (np.nan, 0.5),
+                                           (20.0, -0.5), (np.inf, 0.5), (0.1, 0.5)]))
+    out = _obeys_rule(lambda: ms.propagate_moments(net, jnp.asarray(h), t_max, dt),
+                      ("h", "dt", "t_max"))
+    if not np.all(np.isfinite(h)) or not (dt > 0 and np.isfinite(t_max) and t_max >= dt):
+        assert isinstance(out, ValueError)
+    if isinstance(out, ms.MomentsDivergedError):
+        assert 0 < out.time_ms <= t_max and out.stimulus == 0
+    elif isinstance(out, ms.MomentTrajectory):
+        assert np.isinf(np.asarray(out.diverged_at))
+
+
+@FUZZ
+@given(network_args(), st.data())
+def test_power_spectrum(args, data):
+    net = _network(args)
+    if net is None:
+        return
+    h = _stimulus(data.draw, net.N)
+    freqs = data.draw(st.sampled_from([
+        np.linspace(0.0, 100.0, 5), np.linspace(-50.0, 50.0, 5), np.array([0.0, np.nan, 1.0, 2.0, 3.0]),
+        np.array([]), np.ones((5, 1)), np.array([0.0, 1e300, np.inf, 2.0, 3.0]),
+    ]))
+    out = _obeys_rule(lambda: ms.power_spectrum(net, jnp.asarray(h), jnp.asarray(freqs)),
+                      ("h", "freqs"))
+    if not np.all(np.isfinite(h)) or freqs.ndim != 1 or freqs.size == 0:
+        assert isinstance(out, ValueError)
+    elif not isinstance(out, Exception):
+        assert out.shape == (freqs.size, net.N) and np.all(np.asarray(out) >= 0)
+
+
+@FUZZ
+@given(st.lists(st.floats(0.0, 10.0), min_size=3, max_size=12), st.floats(-1.0, 5.0))
+def test_peak_frequency_matches_a_numpy_reference(values, fmin):
+    f = np.arange(len(values), dtype=float)
+    S = np.asarray(values)
+    peak = ms.peak_frequency(f, S, fmin=fmin)
+    # numpy reference: interior samples with S[i-1] < S[i] >= S[i+1] and f >= fmin
+    i = 1 + np.flatnonzero((S[1:-1] > S[:-2]) & (S[1:-1] >= S[2:]) & (f[1:-1] >= fmin))
+    assert bool(peak.has_peak) == (i.size > 0)
+    if i.size:
+        assert float(peak.power) == S[i].max() and S[int(peak.frequency)] == S[i].max()
+        assert int(peak.frequency) in i
+    else:
+        assert float(peak.frequency) == 0.0
+
+
+UNSTABLE = ms.SSN.two_population().replace(W=jnp.array([[50.0, -0.65], [1.2, -0.5]]))
+
+
+@settings(FUZZ, max_examples=12)
+@given(st.sampled_from(["stable", "unstable"]), st.data())
+def test_simulate(which, data):
+    net = ms.SSN.two_population() if which == "stable" else UNSTABLE
+    h = _stimulus(data.draw, 2)
+    n_trials = data.draw(st.sampled_from([4, 4, 4, 0, -1]))
+    out = _obeys_rule(lambda: ms.simulate(net, jnp.asarray(h), 40.0, 0.5, n_trials, seed=0),
+                      ("h", "n_trials"))
+    if not np.all(np.isfinite(h)) or n_trials < 1:
+        assert isinstance(out, ValueError)
+    elif which == "unstable" and np.all(h >= 1.0) and np.all(h <= 1e6):
+        assert isinstance(out, ms.SimulationDivergedError)
+    if isinstance(out, ms.SimulationResult):
+        assert np.all(np.isfinite(np.asarray(out.moments.mean)))
