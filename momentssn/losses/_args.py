@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-__all__ = ["check_int", "check_positive"]
+__all__ = ["check_int", "check_positive", "check_progress"]
 
 
 def check_int(name: str, value, minimum: int) -> int:
@@ -28,3 +28,20 @@ def check_positive(name: str, value) -> float:
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return v
+
+
+def check_progress(progress):
+    """A ``progress`` argument -> a ``ProgressFn`` or ``None``.
+
+    ``None`` and ``False`` are silent; a callable is used as is.  The library never
+    prints, so ``True`` is refused: pass a printer
+    (``momentssn.experiments.console.Printer()``) to see progress.
+    """
+    if progress is None or progress is False:
+        return None
+    if callable(progress):
+        return progress
+    raise ValueError(
+        "progress must be a callback (momentssn.progress.ProgressFn) or None, got "
+        f"{progress!r}: the library does not print; pass momentssn.experiments.console.Printer() to print"
+    )

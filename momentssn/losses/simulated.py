@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -110,7 +111,6 @@ def _simulated_loss(param, cfg: _SimConfig, theta, key, data):
             burn_in=n_pre * cfg.dt,
             dtype=dtype,
             record_stride=cfg.stride,
-            progress=False,
             **sim_kw,
         )
         tr = sim.time_resolved  # mean (S, R, N), cov (S, R, N, N): across trials, 1/(n-1)
@@ -214,6 +214,14 @@ class SimulatedScore(NamedTuple):
     n_diverged: np.ndarray
 
 
+@functools.partial(jax.jit, static_argnames=("t_max", "dt", "n_trials", "seed", "burn_in"))
+def _long_run(net, h, *, t_max, dt, n_trials, seed, burn_in):
+    """(pooled Moments, n_diverged) of ``ms.simulate``; under ``jit`` a simulation in which
+    every trial of a stimulus diverged reports it in ``n_diverged`` instead of raising."""
+    sim = simulate(net, h, t_max, dt, n_trials, seed, burn_in=burn_in)
+    return sim.moments, sim.n_diverged
+
+
 def simulated_score(
     net,
     inputs,
@@ -231,14 +239,17 @@ def simulated_score(
     ``burn_in``): the ground truth every training method is judged by.
 
     net: SSN (N cells); inputs: (S, N) mV; target_mean (S, M), target_cov (S, M, M)
-    for the first M cells.  float32 simulation (the default of ``ms.simulate``).
+    for the first M cells.  float32 simulation (the default of ``ms.simulate``).  A
+    stimulus whose every trial diverges scores +inf (its moments are NaN): a score,
+    not an error, so that a comparison of training methods can rank a failed network.
     """
     target_mean = np.asarray(target_mean, np.float64)
     M = target_mean.shape[1]
-    sim = simulate(net, jnp.asarray(inputs), t_max, dt, n_trials, seed, burn_in=burn_in, progress=False)
-    mean = np.asarray(sim.moments.mean, np.float64)[:, :M]
-    cov = np.asarray(sim.moments.cov, np.float64)[:, :M, :M]
-    n_div = np.asarray(sim.n_diverged).reshape(-1)
+    moments, n_div = _long_run(net, jnp.asarray(inputs), t_max=float(t_max), dt=float(dt), n_trials=int(n_trials),
+                               seed=int(seed), burn_in=float(burn_in))
+    mean = np.asarray(moments.mean, np.float64)[:, :M]
+    cov = np.asarray(moments.cov, np.float64)[:, :M, :M]
+    n_div = np.asarray(n_div).reshape(-1)
     per = np.asarray(loss_per_stimulus(Moments(jnp.asarray(mean), jnp.asarray(cov)), jnp.asarray(target_mean),
                                        jnp.asarray(target_cov), weights), np.float64)
     per = np.where(np.isfinite(per), per, np.inf)

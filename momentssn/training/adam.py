@@ -1,19 +1,16 @@
-"""Training by simulation: Adam on moments estimated from simulated trials (BPTT).
+"""Training by Adam: a restartable loop, on simulated moments (BPTT) or the closure's.
 
     result = ms.train_bptt(param, task, steps=200, n_trials=100, checkpoint_dir="ckpt")
 
-Three layers, each usable on its own:
-
 * :func:`adam_train` -- a generic, restartable Adam loop on any
   ``value_and_grad(theta, key) -> ((loss, aux), grad)``: gradient clipping, one PRNG
-  key per step, rejection of non-finite steps, atomic checkpoints, bit-identical resume,
-  a wall-time budget;
-* :func:`simulated_loss` -- the moment-matching loss of ``momentssn.losses`` (eq. 7 of
-  Echeveste et al. 2020) on moments *estimated from simulated trials* (``ms.simulate``),
-  differentiable by backpropagation through time;
-* :func:`train_bptt` (Adam on :func:`simulated_loss`) and :func:`train_moments_adam`
-  (Adam on the closure's ``momentssn.losses.stationary_loss``), which compile the
-  value-and-gradient once and hand it to :func:`adam_train`.
+  key per step, rejection of non-finite steps, atomic checkpoints
+  (``momentssn.training.checkpoint``, kind ``"adam"``), bit-identical resume, a
+  wall-time budget, progress through a callback;
+* :func:`train_bptt` (Adam on ``momentssn.losses.simulated.simulated_loss``) and
+  :func:`train_moments_adam` (Adam on the closure's
+  ``momentssn.losses.closure.stationary_loss``), which compile the value-and-gradient
+  once and hand it to :func:`adam_train` with their :class:`AdamSettings`.
 
 The optimizer (one step t = 0, 1, ..., steps - 1; g_t the gradient at theta_t)::
 
@@ -32,12 +29,7 @@ backend).
 from __future__ import annotations
 
 import functools
-import json
-import math
-import os
-import sys
 import time
-import warnings
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import jax
@@ -45,11 +37,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._util import PathLike, require_x64
+from ..losses._args import check_int, check_positive, check_progress
 from ..losses.closure import stationary_loss
 from ..losses.moment import LossWeights
 from ..losses.simulated import SimulatedLossAux, _sim_config, _simulated_loss, _task_arrays, simulated_loss
+from ..progress import Progress, ProgressFn, report
+from . import checkpoint as ckpt
 
 __all__ = [
+    "AdamSettings",
     "TrainResult",
     "SimulatedLossAux",
     "adam_train",
@@ -61,12 +58,70 @@ __all__ = [
 ]
 
 #: File name of the checkpoint inside ``checkpoint_dir`` (one file, replaced atomically).
-CHECKPOINT_FILE = "train_checkpoint.npz"
-_FORMAT = 1
+CHECKPOINT_FILE = ckpt.DEFAULT_NAME
+_KIND = "adam"
 _HISTORY_KEYS = ("step", "loss", "wall_time_s", "accepted", "grad_norm")
+_HISTORY_DTYPES = (np.int64, np.float64, np.float64, np.bool_, np.float64)
 
 
-# --------------------------------------------------------------------------- results
+# --------------------------------------------------------------------------- settings and results
+
+
+class AdamSettings(NamedTuple):
+    """Optimizer, checkpoint and stopping settings of an Adam run (:func:`adam_train`).
+
+    steps: total number of steps t = 0 .. steps - 1 (resumed ones included), >= 1.
+    learning_rate: Adam step size (> 0), in units of theta.
+    clip_norm: the raw gradient is rescaled to global norm <= clip_norm before Adam
+        (> 0); ``None`` disables clipping.
+    seed: int >= 0; key_t = ``jax.random.fold_in(jax.random.key(seed), t)``.
+    checkpoint_dir: folder of the checkpoint (created if needed); ``None``: none.
+        The checkpoint (file ``CHECKPOINT_FILE``, kind ``"adam"``: theta, Adam state,
+        step, history, elapsed time) is replaced atomically every ``checkpoint_every``
+        steps, when stopping early and at the end.
+    checkpoint_every: steps between checkpoints (>= 1).
+    resume: continue from the checkpoint in ``checkpoint_dir``; ``FileNotFoundError``
+        naming the folder if there is none.  Its seed, learning rate, clip norm and
+        theta shapes must match (``ValueError`` otherwise).  The continued run is
+        bit-identical to an uninterrupted one.
+    max_time: wall-time budget (s) of *this call*: after the first step that ends past
+        it, a checkpoint is written and training stops (so every call makes progress).
+        ``None``: no budget.
+    progress: ``ProgressFn`` called after every step (``None``: silent).
+    callback: ``callback(t, theta, loss, aux) -> bool | None`` after every step (theta
+        after the step, loss and aux of the evaluation at the start of the step); True
+        stops training (after a checkpoint).
+    """
+
+    steps: int = 200
+    learning_rate: float = 1e-2
+    clip_norm: Optional[float] = 1.0
+    seed: int = 0
+    checkpoint_dir: Optional[PathLike] = None
+    checkpoint_every: int = 10
+    resume: bool = False
+    max_time: Optional[float] = None
+    progress: Optional[ProgressFn] = None
+    callback: Optional[Callable] = None
+
+    def checked(self) -> "AdamSettings":
+        """These settings validated (``ValueError`` naming the bad one) and normalized."""
+        max_time = self.max_time
+        if max_time is not None:
+            max_time = float(max_time)
+            if not max_time >= 0:
+                raise ValueError(f"max_time must be >= 0 (s) or None, got {self.max_time!r}")
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs a checkpoint_dir to resume from")
+        return self._replace(
+            steps=check_int("steps", self.steps, 1),
+            learning_rate=check_positive("learning_rate", self.learning_rate),
+            clip_norm=None if self.clip_norm is None else check_positive("clip_norm", self.clip_norm),
+            seed=check_int("seed", self.seed, 0),
+            checkpoint_every=check_int("checkpoint_every", self.checkpoint_every, 1),
+            max_time=max_time,
+            progress=check_progress(self.progress),
+        )
 
 
 class TrainResult(NamedTuple):
@@ -95,58 +150,32 @@ class TrainResult(NamedTuple):
     wall_time_s: float
 
 
-# --------------------------------------------------------------------------- argument checks
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
-
-
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _atomic_savez(path: str, arrays: Dict[str, np.ndarray]) -> None:
-    """Write an .npz next to ``path`` and move it into place with ``os.replace`` (atomic
-    on POSIX: a reader sees the old file or the new one, never a partial one)."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _save_checkpoint(path, config, theta_leaves, opt_leaves, step, history, elapsed) -> None:
+def _save(folder, config, theta, opt_state, step, history, elapsed) -> None:
+    """The loop's state as an ``"adam"`` checkpoint (history as exact arrays: a loss of
+    +inf or a NaN gradient norm survives the round trip)."""
+    theta_leaves, opt_leaves = jax.tree_util.tree_leaves(theta), jax.tree_util.tree_leaves(opt_state)
     arrays = {f"theta_{i}": np.asarray(x) for i, x in enumerate(theta_leaves)}
     arrays.update({f"opt_{i}": np.asarray(x) for i, x in enumerate(opt_leaves)})
-    arrays["meta"] = np.asarray(
-        json.dumps(
-            dict(
-                format=_FORMAT,
-                config=config,
-                step=int(step),
-                elapsed=float(elapsed),
-                n_theta=len(theta_leaves),
-                n_opt=len(opt_leaves),
-                history=history,
-            )
-        )
+    for k, dt in zip(_HISTORY_KEYS, _HISTORY_DTYPES):
+        arrays[f"history_{k}"] = np.asarray(history[k], dt)
+    meta = dict(config=config, step=int(step), elapsed=float(elapsed),
+                n_theta=len(theta_leaves), n_opt=len(opt_leaves))
+    ckpt.save(folder, _KIND, arrays, meta, name=CHECKPOINT_FILE)
+
+
+def _unpack(ck: ckpt.Checkpoint) -> Dict[str, Any]:
+    a, meta = ck.arrays, ck.meta
+    return dict(
+        theta_leaves=[a[f"theta_{i}"] for i in range(meta["n_theta"])],
+        opt_leaves=[a[f"opt_{i}"] for i in range(meta["n_opt"])],
+        step=int(meta["step"]),
+        elapsed=float(meta["elapsed"]),
+        history={k: a[f"history_{k}"].tolist() for k in _HISTORY_KEYS},
+        config=meta["config"],
     )
-    _atomic_savez(path, arrays)
 
 
 def load_checkpoint(checkpoint_dir) -> Dict[str, Any]:
@@ -155,23 +184,10 @@ def load_checkpoint(checkpoint_dir) -> Dict[str, Any]:
     Returns a dict with ``theta_leaves`` and ``opt_leaves`` (lists of numpy arrays, in
     ``jax.tree_util`` leaf order), ``step`` (steps done), ``elapsed`` (s), ``history``
     (as in ``TrainResult.history``) and ``config`` (seed, learning_rate, clip_norm and
-    the shapes/dtypes of theta).  Raises ``FileNotFoundError`` if there is none.
+    the shapes/dtypes of theta).  Raises ``FileNotFoundError`` naming the folder if
+    there is none, ``ValueError`` if the file is not an Adam checkpoint.
     """
-    path = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_FILE)
-    with np.load(path, allow_pickle=False) as f:
-        meta = json.loads(str(f["meta"]))
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
-        theta = [f[f"theta_{i}"] for i in range(meta["n_theta"])]
-        opt = [f[f"opt_{i}"] for i in range(meta["n_opt"])]
-    return dict(
-        theta_leaves=theta,
-        opt_leaves=opt,
-        step=meta["step"],
-        elapsed=meta["elapsed"],
-        history=meta["history"],
-        config=meta["config"],
-    )
+    return _unpack(ckpt.load(checkpoint_dir, _KIND, CHECKPOINT_FILE))
 
 
 # --------------------------------------------------------------------------- the Adam loop
@@ -219,6 +235,35 @@ def _leaf_signature(tree) -> list:
     return [[list(np.shape(x)), str(np.asarray(x).dtype)] for x in jax.tree_util.tree_leaves(tree)]
 
 
+def _initial_theta(theta0):
+    theta = jax.tree_util.tree_map(jnp.asarray, theta0)
+    for x in jax.tree_util.tree_leaves(theta):
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(f"theta0 must hold floating-point arrays, got dtype {x.dtype}")
+        if not bool(jnp.all(jnp.isfinite(x))):
+            raise ValueError("theta0 contains NaN or inf")
+    return theta
+
+
+def _resume(ck: ckpt.Checkpoint, folder, config, theta, opt_state):
+    """(theta, opt_state, start, elapsed, history) from an ``"adam"`` checkpoint written
+    with the same settings (``ValueError`` naming the first that differs)."""
+    state = _unpack(ck)
+    where = ckpt.path_of(folder, CHECKPOINT_FILE)
+    for key in ("seed", "learning_rate", "clip_norm", "theta"):
+        if state["config"].get(key) != config[key]:
+            name = "theta0" if key == "theta" else key
+            raise ValueError(f"cannot resume from {where}: it was written with {key}={state['config'].get(key)!r}, "
+                             f"this call has {name}={config[key]!r}")
+    theta_def = jax.tree_util.tree_structure(theta)
+    opt_def = jax.tree_util.tree_structure(opt_state)
+    if len(state["opt_leaves"]) != opt_def.num_leaves:
+        raise ValueError(f"cannot resume from {where}: its optimizer state does not match")
+    theta = jax.tree_util.tree_unflatten(theta_def, [jnp.asarray(x) for x in state["theta_leaves"]])
+    opt_state = jax.tree_util.tree_unflatten(opt_def, [jnp.asarray(x) for x in state["opt_leaves"]])
+    return theta, opt_state, state["step"], state["elapsed"], state["history"]
+
+
 def adam_train(
     value_and_grad: Callable,
     theta0,
@@ -231,7 +276,7 @@ def adam_train(
     checkpoint_every: int = 10,
     resume: bool = False,
     max_time: Optional[float] = None,
-    progress: Optional[bool] = None,
+    progress: Optional[ProgressFn] = None,
     callback: Optional[Callable] = None,
 ) -> TrainResult:
     """Adam with gradient clipping, rejection of non-finite steps, checkpoints and resume.
@@ -242,142 +287,72 @@ def adam_train(
             (loss, aux)``.  Called once per step with the step's key (a typed JAX PRNG
             key).  It is called as given: jit it yourself (once) for speed.
         theta0: initial parameters (an array or a pytree of arrays).
-        steps: total number of steps t = 0 .. steps - 1 (resumed ones included), >= 1.
-        learning_rate: Adam step size (> 0), in units of theta.
-        clip_norm: the raw gradient is rescaled to global norm <= clip_norm before Adam
-            (> 0); ``None`` disables clipping.
-        seed: int; key_t = ``jax.random.fold_in(jax.random.key(seed), t)``.
-        checkpoint_dir: directory for the checkpoint (created if needed); ``None``: no
-            checkpoints.  The checkpoint (file ``CHECKPOINT_FILE``: theta, Adam state,
-            step, history, elapsed time; an .npz without pickles) is replaced
-            atomically (temporary file + ``os.replace``) every ``checkpoint_every``
-            steps, when stopping early and at the end.
-        checkpoint_every: steps between checkpoints (>= 1).
-        resume: continue from the checkpoint in ``checkpoint_dir`` if there is one
-            (from theta0 otherwise).  Its seed, learning rate, clip norm and theta
-            shapes must match these arguments (``ValueError`` otherwise).  The
-            continued run is bit-identical to an uninterrupted one.
-        max_time: wall-time budget (s) of *this call*: after the first step that ends
-            past it, a checkpoint is written and training stops (so every call makes
-            progress).  ``None``: no budget.
-        progress: print one line per step; default: only when stdout is a terminal.
-        callback: ``callback(t, theta, loss, aux) -> bool | None`` after every step (theta
-            after the step, loss and aux of the evaluation at the start of the step);
-            True stops training (after a checkpoint).
+        steps, learning_rate, clip_norm, seed, checkpoint_dir, checkpoint_every,
+            resume, max_time, progress, callback: see :class:`AdamSettings`.
 
     Returns:
         :class:`TrainResult`.  After an early stop (``max_time`` or the callback) its
         ``steps`` is below the requested number; call again with ``resume=True`` to go on.
     """
-    steps = _check_int("steps", steps, 1)
-    learning_rate = _check_positive("learning_rate", learning_rate)
-    if clip_norm is not None:
-        clip_norm = _check_positive("clip_norm", clip_norm)
-    checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 1)
-    seed = _check_int("seed", seed, 0)
-    if max_time is not None:
-        max_time = float(max_time)
-        if not max_time >= 0:
-            raise ValueError(f"max_time must be >= 0 (s) or None, got {max_time!r}")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs a checkpoint_dir to resume from")
+    settings = AdamSettings(steps, learning_rate, clip_norm, seed, checkpoint_dir, checkpoint_every,
+                            resume, max_time, progress, callback)
+    return _run(value_and_grad, theta0, settings, "adam")
+
+
+def _run(value_and_grad: Callable, theta0, settings: AdamSettings, task: str) -> TrainResult:
+    """The loop of :func:`adam_train`; ``task`` names the run in progress events."""
+    s = settings.checked()
     if not callable(value_and_grad):
         raise ValueError("value_and_grad must be callable (theta, key) -> ((loss, aux), grad)")
-    if progress is None:
-        progress = bool(getattr(sys.stdout, "isatty", lambda: False)())
-
     t_call = time.perf_counter()
-    theta = jax.tree_util.tree_map(jnp.asarray, theta0)
-    leaves0, theta_def = jax.tree_util.tree_flatten(theta)
-    for x in leaves0:
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(f"theta0 must hold floating-point arrays, got dtype {x.dtype}")
-        if not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError("theta0 contains NaN or inf")
-
-    opt = _optimizer(learning_rate, clip_norm)
-    opt_state = opt.init(theta)
-    opt_def = jax.tree_util.tree_structure(opt_state)
-    config = dict(
-        seed=seed, learning_rate=learning_rate, clip_norm=clip_norm, theta=_leaf_signature(theta)
-    )
-
+    theta = _initial_theta(theta0)
+    opt_state = _optimizer(s.learning_rate, s.clip_norm).init(theta)
+    config = dict(seed=s.seed, learning_rate=s.learning_rate, clip_norm=s.clip_norm,
+                  theta=_leaf_signature(theta))
     history: Dict[str, list] = {k: [] for k in _HISTORY_KEYS}
     start, elapsed0 = 0, 0.0
-    path = None
-    if checkpoint_dir is not None:
-        os.makedirs(os.fspath(checkpoint_dir), exist_ok=True)
-        path = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_FILE)
-    if resume and os.path.exists(path):
-        ck = load_checkpoint(checkpoint_dir)
-        theirs = ck["config"]
-        for key in ("seed", "learning_rate", "clip_norm", "theta"):
-            if theirs.get(key) != config[key]:
-                name = "theta0" if key == "theta" else key
-                raise ValueError(
-                    f"cannot resume from {path}: it was written with {key}={theirs.get(key)!r}, "
-                    f"this call has {name}={config[key]!r}"
-                )
-        if len(ck["opt_leaves"]) != opt_def.num_leaves:
-            raise ValueError(f"cannot resume from {path}: its optimizer state does not match")
-        theta = jax.tree_util.tree_unflatten(theta_def, [jnp.asarray(x) for x in ck["theta_leaves"]])
-        opt_state = jax.tree_util.tree_unflatten(opt_def, [jnp.asarray(x) for x in ck["opt_leaves"]])
-        start, elapsed0, history = int(ck["step"]), float(ck["elapsed"]), ck["history"]
-        if progress:
-            print(f"adam_train: resuming from {path} at step {start}", flush=True)
+    found = ckpt.resume_from(s.checkpoint_dir, _KIND, s.resume, CHECKPOINT_FILE)
+    if found is not None:
+        theta, opt_state, start, elapsed0, history = _resume(found, s.checkpoint_dir, config, theta, opt_state)
+        report(s.progress, Progress(task, start, s.steps, elapsed_s=elapsed0,
+                                    message=f"resuming from {s.checkpoint_dir} at step {start}"))
 
-    update = _make_update(learning_rate, clip_norm)
-    base_key = jax.random.key(seed)
+    update = _make_update(s.learning_rate, s.clip_norm)
+    base_key = jax.random.key(s.seed)
 
     def elapsed():
         return elapsed0 + (time.perf_counter() - t_call)
 
-    def checkpoint(t_done):
-        if path is not None:
-            _save_checkpoint(
-                path,
-                config,
-                jax.tree_util.tree_leaves(theta),
-                jax.tree_util.tree_leaves(opt_state),
-                t_done,
-                history,
-                elapsed(),
-            )
+    def save(t_done):
+        if s.checkpoint_dir is not None:
+            _save(s.checkpoint_dir, config, theta, opt_state, t_done, history, elapsed())
 
     done = start
     last_saved = start if start > 0 else -1
-    for t in range(start, steps):
-        key = jax.random.fold_in(base_key, t)
-        (loss, aux), grad = value_and_grad(theta, key)
+    for t in range(start, s.steps):
+        (loss, aux), grad = value_and_grad(theta, jax.random.fold_in(base_key, t))
         theta, opt_state, ok, gnorm = update(theta, opt_state, loss, grad)
         ok, loss_f, gnorm_f = bool(ok), float(loss), float(gnorm)
         done = t + 1
-        history["step"].append(t)
-        history["loss"].append(loss_f)
-        history["wall_time_s"].append(elapsed())
-        history["accepted"].append(ok)
-        history["grad_norm"].append(gnorm_f)
-        if progress:
-            flag = "" if ok else "  REJECTED (non-finite loss or gradient)"
-            print(
-                f"step {done}/{steps}  loss {loss_f:.6g}  |grad| {gnorm_f:.3g}  "
-                f"{history['wall_time_s'][-1]:.1f} s{flag}",
-                flush=True,
-            )
-        stop = bool(callback(t, theta, loss, aux)) if callback is not None else False
-        if max_time is not None and time.perf_counter() - t_call >= max_time:
+        for k, v in zip(_HISTORY_KEYS, (t, loss_f, elapsed(), ok, gnorm_f)):
+            history[k].append(v)
+        report(s.progress, Progress(task, done, s.steps, loss=loss_f, elapsed_s=history["wall_time_s"][-1],
+                                    message="" if ok else f"step {done} REJECTED (non-finite loss or gradient)"))
+        stop = bool(s.callback(t, theta, loss, aux)) if s.callback is not None else False
+        if s.max_time is not None and time.perf_counter() - t_call >= s.max_time:
             stop = True
-        if stop or done % checkpoint_every == 0 or done == steps:
-            checkpoint(done)
+        if stop or done % s.checkpoint_every == 0 or done == s.steps:
+            save(done)
             last_saved = done
         if stop:
-            if progress and done < steps:
-                print(f"adam_train: stopped after step {done}/{steps} (resume=True goes on)", flush=True)
+            if done < s.steps:
+                report(s.progress, Progress(task, done, s.steps, loss=loss_f, elapsed_s=elapsed(),
+                                            message=f"stopped after step {done}/{s.steps} (resume=True goes on)"))
             break
-    if path is not None and last_saved != done:
-        checkpoint(done)
+    if last_saved != done:
+        save(done)
 
-    rejected = [s for s, a in zip(history["step"], history["accepted"]) if not a]
+    rejected = [t for t, a in zip(history["step"], history["accepted"]) if not a]
     return TrainResult(
         theta=jax.tree_util.tree_map(np.asarray, theta),
         history=history,
@@ -388,11 +363,7 @@ def adam_train(
     )
 
 
-# one compiled value-and-gradient per (param, config, shapes): repeated calls of
-# train_bptt (e.g. resumes, growth stages with the same size) reuse it
-_sim_value_and_grad = jax.jit(
-    jax.value_and_grad(_simulated_loss, argnums=2, has_aux=True), static_argnums=(0, 1)
-)
+# --------------------------------------------------------------------------- drivers
 
 
 def _hashable(obj) -> bool:
@@ -404,11 +375,16 @@ def _hashable(obj) -> bool:
         return False
 
 
-def _default_theta(param, theta0):
-    return param.default_theta() if theta0 is None else jnp.asarray(theta0)
+def _settings(settings: Optional[AdamSettings], options: dict) -> AdamSettings:
+    """``settings`` (default ``AdamSettings()``) with the keyword ``options`` replaced;
+    an unknown keyword is a ``TypeError`` naming it, as for any function."""
+    unknown = sorted(set(options) - set(AdamSettings._fields))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {unknown}; Adam settings are {AdamSettings._fields}")
+    return (settings or AdamSettings())._replace(**options)
 
 
-def _adam_on(param, objective, cached, theta0, **adam_options) -> TrainResult:
+def _adam_on(param, objective, cached, theta0, settings: AdamSettings, task: str) -> TrainResult:
     """:func:`adam_train` on ``objective(theta, key) -> (loss, aux)`` for ``param``.
 
     ``cached(theta, key)`` is the same value-and-gradient through a module-level
@@ -419,7 +395,15 @@ def _adam_on(param, objective, cached, theta0, **adam_options) -> TrainResult:
         value_and_grad = cached
     else:  # compiled for this call only
         value_and_grad = jax.jit(jax.value_and_grad(objective, has_aux=True))
-    return adam_train(value_and_grad, _default_theta(param, theta0), **adam_options)
+    theta0 = param.default_theta() if theta0 is None else jnp.asarray(theta0)
+    return _run(value_and_grad, theta0, settings, task)
+
+
+# one compiled value-and-gradient per (param, config, shapes): repeated calls of
+# train_bptt (e.g. resumes, growth stages with the same size) reuse it
+_sim_value_and_grad = jax.jit(
+    jax.value_and_grad(_simulated_loss, argnums=2, has_aux=True), static_argnums=(0, 1)
+)
 
 
 def train_bptt(
@@ -427,10 +411,6 @@ def train_bptt(
     task,
     *,
     theta0=None,
-    steps: int = 200,
-    seed: int = 0,
-    learning_rate: float = 1e-2,
-    clip_norm: Optional[float] = 1.0,
     n_trials: int = 100,
     t_max: float = 500.0,
     t_avg: float = 100.0,
@@ -438,14 +418,10 @@ def train_bptt(
     weights: LossWeights = LossWeights(),
     dtype=jnp.float32,
     record_stride: Optional[int] = None,
-    checkpoint_dir=None,
-    checkpoint_every: int = 10,
-    resume: bool = False,
-    max_time: Optional[float] = None,
-    progress: Optional[bool] = None,
-    callback: Optional[Callable] = None,
+    settings: Optional[AdamSettings] = None,
+    **adam_options,
 ) -> TrainResult:
-    """Train ``param`` on ``task`` by Adam on :func:`simulated_loss` (BPTT).
+    """Train ``param`` on ``task`` by Adam on ``simulated_loss`` (BPTT).
 
     The value and gradient are compiled once (``jax.jit``; for a hashable ``param``,
     e.g. every parameterization of momentssn, the compiled function is reused across
@@ -453,25 +429,25 @@ def train_bptt(
     so resumes do not recompile) and every step simulates with fresh noise,
     key_t = fold_in(key(seed), t).  theta0 defaults to ``param.default_theta()``
     (float64 when x64 is on; the simulation runs in ``dtype``, float32 by default).
-    Simulation settings as in :func:`simulated_loss`, optimizer, checkpoint and
-    resume settings as in :func:`adam_train`.
+
+    Simulation settings (``n_trials`` .. ``record_stride``) as in
+    ``momentssn.losses.simulated.simulated_loss``.  Optimizer, checkpoint, resume and
+    progress settings: an :class:`AdamSettings` (``settings``) and/or its fields as
+    keywords (``steps=200, learning_rate=1e-2, clip_norm=1.0, seed=0,
+    checkpoint_dir=None, checkpoint_every=10, resume=False, max_time=None,
+    progress=None, callback=None``), the keywords taking precedence.
     """
+    s = _settings(settings, adam_options)
     cfg = _sim_config(n_trials, t_max, t_avg, dt, dtype, record_stride)
     data = _task_arrays(param, task, weights)
+
     def objective(theta, key):
         return _simulated_loss(param, cfg, theta, key, data)
 
     def cached(theta, key):
         return _sim_value_and_grad(param, cfg, theta, key, data)
 
-    return _adam_on(
-        param, objective, cached, theta0, steps=steps, learning_rate=learning_rate, clip_norm=clip_norm,
-        seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-        max_time=max_time, progress=progress, callback=callback,
-    )
-
-
-# --------------------------------------------------------------------------- closure loss
+    return _adam_on(param, objective, cached, theta0, s, "bptt")
 
 
 def _stationary_objective(param, theta, key, data):
@@ -489,48 +465,33 @@ def train_moments_adam(
     task,
     *,
     theta0=None,
-    steps: int = 200,
-    seed: int = 0,
-    learning_rate: float = 1e-2,
-    clip_norm: Optional[float] = 1.0,
     weights: LossWeights = LossWeights(),
-    checkpoint_dir=None,
-    checkpoint_every: int = 10,
-    resume: bool = False,
-    max_time: Optional[float] = None,
-    progress: Optional[bool] = None,
-    callback: Optional[Callable] = None,
+    settings: Optional[AdamSettings] = None,
+    **adam_options,
 ) -> TrainResult:
     """Train ``param`` on ``task`` by Adam on the closure's stationary loss.
 
-    The objective is ``momentssn.losses.stationary_loss`` (eq. 7 on the stationary
-    moments of the Gaussian closure, gradients by implicit differentiation): the same
-    loss as ``ms.fit``, optimized by the same Adam loop as :func:`train_bptt`, so the
-    two routes can be compared step for step.  An unstable network scores +inf and the
-    step is rejected.  Each evaluation solves from the closure's default initial
-    guess (no warm start between steps, so a resumed run is bit-identical).
+    The objective is ``momentssn.losses.closure.stationary_loss`` (eq. 7 on the
+    stationary moments of the Gaussian closure, gradients by implicit
+    differentiation): the same loss as ``ms.fit``, optimized by the same Adam loop as
+    :func:`train_bptt`, so the two routes can be compared step for step.  An unstable
+    network scores +inf and the step is rejected.  Each evaluation solves from the
+    closure's default initial guess (no warm start between steps, so a resumed run is
+    bit-identical).
 
-    Numerics: the closure is meant to run in float64: enable it yourself before
-    creating arrays (``jax.config.update("jax_enable_x64", True)``); a
-    ``RuntimeWarning`` is issued otherwise.  ``seed`` only labels the run (the loss is
-    deterministic).  Other arguments as in :func:`train_bptt` / :func:`adam_train`.
+    Numerics: the closure runs in float64: enable it before creating arrays
+    (``jax.config.update("jax_enable_x64", True)``; ``ValueError`` otherwise).
+    ``seed`` only labels the run (the loss is deterministic).  Settings as in
+    :func:`train_bptt`.
     """
-    if not jax.config.jax_enable_x64:
-        warnings.warn(
-            "train_moments_adam: the moment closure is meant to run in float64; call "
-            "jax.config.update('jax_enable_x64', True) before creating arrays",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    require_x64("train_moments_adam (the moment closure)")
+    s = _settings(settings, adam_options)
     data = _task_arrays(param, task, weights)
+
     def objective(theta, key):
         return _stationary_objective(param, theta, key, data)
 
     def cached(theta, key):
         return _stat_value_and_grad(param, theta, key, data)
 
-    return _adam_on(
-        param, objective, cached, theta0, steps=steps, learning_rate=learning_rate, clip_norm=clip_norm,
-        seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-        max_time=max_time, progress=progress, callback=callback,
-    )
+    return _adam_on(param, objective, cached, theta0, s, "moments-adam")

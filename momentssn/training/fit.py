@@ -2,38 +2,46 @@
 
     result = ms.fit(param, task, method="jaxopt", restarts=2, max_time=110)
 
-The objective is the moment-matching loss of ``momentssn.losses`` on the stationary
-closure moments (default) or the transient moments, in float64 (enable
-``jax_enable_x64`` first).  A network that becomes unstable during a line search
-scores +inf with a zero gradient: the line search backtracks and the fit goes on.
-Restarts start from random perturbations of the first start
-(``param.random_theta``); the best point over all restarts is returned.  Each
-stationary solve is warm-started from the solution at the last accepted iterate (an
-``optim`` context): that changes the cost of an evaluation, not its value.
-``momentssn fit-baseline`` starts from ``echeveste_start`` (the published optimizer's
-start), other fits from ``param.default_theta()`` unless ``theta0`` is given.  Progress is
-printed every iteration and, with ``checkpoint=PATH``, the best parameters so far are
-written there (JSON) after every iteration, so ``theta0=param.load_json(PATH)``
-resumes an interrupted fit.
+The objective is the moment-matching loss (eq. 7, ``momentssn.losses.moment``) on the
+stationary closure moments (default) or the transient moments
+(``momentssn.losses.closure``), in float64 (enable ``jax_enable_x64`` first).  A network
+that becomes unstable during a line search scores +inf with a zero gradient: the line
+search backtracks and the fit goes on.  Restarts start from random perturbations of the
+first start (``param.random_theta``); the best point over all restarts is returned.
+Each stationary solve is warm-started from the solution at the last accepted iterate
+(a ``minimize_lbfgs`` context): that changes the cost of an evaluation, not its value.
+
+With ``checkpoint_dir`` the state of the fit (the starts, the best point, the histories
+and the last accepted iterate of the current start) is written there atomically after
+every iteration (``momentssn.training.checkpoint``, kind ``"fit"``), and
+``resume=True`` goes on where it stopped: finished starts are kept, the current one
+continues from its last accepted iterate (with a fresh L-BFGS memory and warm start,
+so the iterates that follow may differ from an uninterrupted run's in the last digits
+while they converge to the same minimum), the remaining starts follow.  Progress is
+reported through ``progress`` (a ``ProgressFn``), one event per iteration.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import List, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._util import PathLike
+from ..closure.stationary import WarmStart
+from ..losses._args import check_int, check_progress
 from ..losses.closure import stationary_loss, transient_loss
 from ..losses.moment import LossWeights
-from .lbfgs import minimize_lbfgs
-from ..closure.stationary import WarmStart
+from ..progress import Progress, ProgressFn, report
+from . import checkpoint as ckpt
+from .lbfgs import Backend, backend_of, minimize_lbfgs
 
 __all__ = ["FitResult", "fit", "loss_function"]
+
+_KIND = "fit"
 
 
 class FitResult(NamedTuple):
@@ -65,49 +73,69 @@ def loss_function(param, task, loss: str = "stationary", weights: LossWeights = 
     raise ValueError(f"loss must be 'stationary' or 'transient', got {loss!r}")
 
 
-def fit(
-    param,
-    task,
-    *,
-    method: str = "jaxopt",
-    restarts: int = 0,
-    seed: int = 0,
-    max_iter: int = 300,
-    max_time: Optional[float] = None,
-    loss: str = "stationary",
-    weights: LossWeights = LossWeights(),
-    theta0=None,
-    restart_scale: float = 0.1,
-    checkpoint=None,
-    progress: bool = True,
-) -> FitResult:
-    """Fit ``param`` to ``task`` by L-BFGS with restarts (see the module docstring).
+# --------------------------------------------------------------------------- the fit's state
 
-    Args:
-        param: a parameterization (``momentssn.parameterizations``).
-        task: a ``Task`` (inputs (S, N), target_mean (S, M), target_cov (S, M, M)).
-        method: L-BFGS backend, "jaxopt" | "optax" | "scipy".
-        restarts: random restarts in addition to the first start.
-        seed: seed of the restart perturbations.
-        max_iter: iterations per start.
-        max_time: wall-time budget (s) for all starts together, compilation included;
-            it is checked after every iteration, so a cold start (first iterations
-            compile for ~40 s on 2 cores; less with the command line's compilation
-            cache) can overshoot a small budget by that much.
-        loss: "stationary" or "transient".
-        theta0: first start (default: ``param.default_theta()``).
-        checkpoint: path of a JSON file updated with the best theta after every iteration.
+
+class _State:
+    """Everything a fit has done so far; what its checkpoint holds.
+
+    starts: (R, D) the starting points (the first start, then its perturbations);
+    start: index of the start running; x: its last accepted iterate (None: not begun);
+    histories / times: per start, the loss and wall time of every accepted iterate;
+    best_*: the best point over all starts; elapsed: wall time before this call (s).
     """
-    t_start = time.perf_counter()
-    fun = loss_function(param, task, loss, weights)
 
-    # Warm starts: each stationary solve starts from the solution at the last accepted
-    # iterate, with its Newton sensitivity K (NaN rows: the solver's default start).
-    # They change the cost of an evaluation, not its value (the solver converges to
-    # round-off either way).
+    def __init__(self, starts: np.ndarray, n_stimuli: int):
+        self.starts = starts
+        self.start, self.x = 0, None
+        self.histories: List[list] = []
+        self.times: List[list] = []
+        self.messages: List[str] = []
+        self.iterations = 0
+        self.best_theta, self.best_loss = starts[0].copy(), np.inf
+        self.best_per = np.full(n_stimuli, np.inf)
+        self.elapsed = 0.0
+
+    def arrays(self) -> dict:
+        ragged = lambda lists: (np.asarray([v for h in lists for v in h], np.float64),  # noqa: E731
+                                np.asarray([len(h) for h in lists], np.int64))
+        (hv, hn), (tv, tn) = ragged(self.histories), ragged(self.times)
+        out = dict(starts=self.starts, best_theta=self.best_theta, best_loss=np.float64(self.best_loss),
+                   best_per=self.best_per, history_values=hv, history_lengths=hn, times_values=tv,
+                   times_lengths=tn)
+        if self.x is not None:
+            out["x"] = self.x
+        return out
+
+    def meta(self, config: dict, elapsed: float) -> dict:
+        return dict(config=config, start=self.start, iterations=self.iterations, messages=self.messages,
+                    elapsed=elapsed)
+
+    @classmethod
+    def from_checkpoint(cls, ck: ckpt.Checkpoint) -> "_State":
+        a, meta = ck.arrays, ck.meta
+        st = cls(a["starts"], a["best_per"].shape[0])
+        split = lambda v, n: [list(map(float, p)) for p in np.split(v, np.cumsum(n)[:-1])] if n.size else []  # noqa: E731
+        st.histories = split(a["history_values"], a["history_lengths"])
+        st.times = split(a["times_values"], a["times_lengths"])
+        st.start, st.x = int(meta["start"]), a.get("x")
+        st.iterations, st.messages, st.elapsed = int(meta["iterations"]), list(meta["messages"]), float(meta["elapsed"])
+        st.best_theta, st.best_loss, st.best_per = a["best_theta"], float(a["best_loss"]), a["best_per"]
+        return st
+
+
+def _objective(fun, stationary: bool):
+    """``fun(theta, init) -> (loss, aux)`` as a ``minimize_lbfgs`` context loss, and the
+    host-side refresh of the warm start from an accepted iterate.
+
+    Each stationary solve starts from the solution at the last accepted iterate, with
+    its Newton sensitivity K (NaN rows: the solver's default start).  That changes the
+    cost of an evaluation, not its value (the solver converges to round-off either way).
+    """
+
     def objective(theta, init):
         value, aux = fun(theta, init)
-        warm = aux.info.warm_start if loss == "stationary" else init
+        warm = aux.info.warm_start if stationary else init
         return value, (warm, aux.per_stimulus)
 
     def next_ctx(aux, init):
@@ -117,95 +145,144 @@ def fit(
             lambda new, old: jnp.where(ok.reshape(ok.shape + (1,) * (new.ndim - 1)), new, old), warm, init
         )
 
+    return objective, next_ctx
+
+
+def _starts(param, theta0, restarts: int, seed: int, restart_scale: float) -> np.ndarray:
+    first = jnp.asarray(param.default_theta() if theta0 is None else theta0)
+    rows = [first] + [jnp.asarray(param.random_theta(seed + r, scale=restart_scale, theta=first))
+                      for r in range(restarts)]
+    return np.stack([np.asarray(r) for r in rows])
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit(
+    param,
+    task,
+    *,
+    method: Union[str, Backend] = "jaxopt",
+    restarts: int = 0,
+    seed: int = 0,
+    max_iter: int = 300,
+    max_time: Optional[float] = None,
+    loss: str = "stationary",
+    weights: LossWeights = LossWeights(),
+    theta0=None,
+    restart_scale: float = 0.1,
+    checkpoint_dir: Optional[PathLike] = None,
+    resume: bool = False,
+    progress: Optional[ProgressFn] = None,
+    checkpoint: Optional[PathLike] = None,
+) -> FitResult:
+    """Fit ``param`` to ``task`` by L-BFGS with restarts (see the module docstring).
+
+    Args:
+        param: a parameterization (``momentssn.params``).
+        task: a ``Task`` (inputs (S, N), target_mean (S, M), target_cov (S, M, M)).
+        method: L-BFGS backend, "jaxopt" | "optax" | "scipy" or a backend object
+            (``momentssn.training.lbfgs``).
+        restarts: random restarts in addition to the first start.
+        seed: seed of the restart perturbations.
+        max_iter: iterations per start.
+        max_time: wall-time budget (s) of this call, all starts together, compilation
+            included; it is checked after every iteration, so a cold start (first
+            iterations compile for ~40 s on 2 cores; less with the command line's
+            compilation cache) can overshoot a small budget by that much.
+        loss: "stationary" or "transient".
+        theta0: first start (default: ``param.default_theta()``); ignored on resume.
+        checkpoint_dir: folder of the fit's checkpoint (kind ``"fit"``), written
+            atomically after every iteration; ``None``: none.
+        resume: go on from the checkpoint in ``checkpoint_dir`` (``FileNotFoundError``
+            naming the folder if there is none).
+        progress: ``ProgressFn`` called after every iteration (``None``: silent).
+        checkpoint: the former single-file checkpoint: the best parameters so far as
+            ``param.save_json`` (atomic) at this path after every improvement, for
+            callers that load them back with ``param.load_json``.  Prefer
+            ``checkpoint_dir``/``resume``.
+    """
+    backend = backend_of(method)
+    restarts = check_int("restarts", restarts, 0)
+    max_iter = check_int("max_iter", max_iter, 1)
+    progress = check_progress(progress)
+    fun = loss_function(param, task, loss, weights)  # checks `loss`
+    t_call = time.perf_counter()
+    config = dict(method=backend.name, restarts=restarts, seed=seed, max_iter=max_iter, loss=loss,
+                  restart_scale=float(restart_scale), size=int(param.size))
+    found = ckpt.resume_from(checkpoint_dir, _KIND, resume)
+    if found is not None:
+        state = _State.from_checkpoint(found)
+        theirs = {k: found.meta["config"].get(k) for k in config}
+        if theirs != config:
+            raise ValueError(f"cannot resume from {checkpoint_dir}: it was written with {theirs}, this call has {config}")
+    else:
+        state = _State(_starts(param, theta0, restarts, seed, restart_scale), np.shape(task.inputs)[0])
+
+    def clock():
+        return state.elapsed + time.perf_counter() - t_call
+
+    def save():
+        if checkpoint_dir is not None:
+            ckpt.save(checkpoint_dir, _KIND, state.arrays(), state.meta(config, clock()))
+
+    objective, next_ctx = _objective(fun, loss == "stationary")
     S, N = np.shape(task.inputs)[0], param.N
     ctx0 = WarmStart(jnp.full((S, 2 * N), jnp.nan), jnp.full((S, N, N), jnp.nan))
-    starts = [jnp.asarray(param.default_theta() if theta0 is None else theta0)]
-    base = starts[0]
-    for r in range(restarts):
-        starts.append(jnp.asarray(param.random_theta(seed + r, scale=restart_scale, theta=base)))
-
-    best = dict(theta=np.asarray(starts[0]), loss=np.inf)
-    histories, times, iterations, messages = [], [], 0, []
-
-    for i, th0 in enumerate(starts):
-        elapsed = time.perf_counter() - t_start
-        budget = None if max_time is None else max_time - elapsed
+    n_starts = len(state.starts)
+    while state.start < n_starts:
+        i = state.start
+        budget = None if max_time is None else max_time - (time.perf_counter() - t_call)
         if budget is not None and budget <= 0:
             break
+        fresh = state.x is None
+        if fresh:
+            state.histories.append([])
+            state.times.append([])
+        done_here = len(state.histories[i]) - 1 if not fresh else 0
+        x0 = state.starts[i] if fresh else state.x
 
-        stamps = []
-
-        def callback(it, x, f, i=i, stamps=stamps):
-            stamps.append(time.perf_counter() - t_start)
-            if f < best["loss"]:
-                best.update(theta=np.asarray(x), loss=float(f))
+        def callback(it, x, f, i=i, fresh=fresh):
+            if it == 0 and not fresh:  # the point it stopped at, already recorded
+                return False
+            state.histories[i].append(float(f))
+            state.times[i].append(clock())
+            state.x = np.asarray(x, np.float64)
+            if f < state.best_loss:
+                state.best_theta, state.best_loss = state.x.copy(), float(f)
                 if checkpoint is not None:
-                    param.save_json(best["theta"], checkpoint)
-            if progress:
-                print(f"  start {i + 1}/{len(starts)}  iter {it:4d}  loss {f:.6g}  "
-                      f"best {best['loss']:.6g}  {time.perf_counter() - t_start:6.1f} s", flush=True)
+                    param.save_json(state.best_theta, checkpoint)
+            state.iterations += 0 if it == 0 else 1
+            save()
+            report(progress, Progress(f"fit start {i + 1}/{n_starts}", len(state.histories[i]) - 1, max_iter,
+                                      loss=float(f), elapsed_s=clock()))
+            return False
 
         # stop when 3 iterations in a row gain less than 1e-6 (relative): past that the
         # line searches of a flat minimum cost many evaluations for nothing
-        res = minimize_lbfgs(objective, th0, method=method, max_iter=max_iter, ftol=1e-6,
-                             max_time=budget, callback=callback, context=(ctx0, next_ctx))
-        if res.value <= best["loss"] and res.aux is not None:
-            best["per_stimulus"] = np.asarray(res.aux[1])
-        histories.append([float(v) for v in res.history])
-        times.append(stamps)
-        iterations += res.iterations
-        messages.append(res.message)
+        res = minimize_lbfgs(objective, jnp.asarray(x0), method=backend, max_iter=max(max_iter - done_here, 1),
+                             ftol=1e-6, max_time=budget, callback=callback, context=(ctx0, next_ctx))
+        if res.value <= state.best_loss and res.aux is not None:
+            state.best_per = np.asarray(res.aux[1], np.float64)
+        state.messages.append(res.message)
+        stopped = res.message == "max_time reached"
+        if not stopped:
+            state.start, state.x = i + 1, None
+        save()
+        if stopped:
+            break
 
-    theta = jnp.asarray(best["theta"])
-    params = param.params_to_python(param.from_theta(theta))
-    per = best.get("per_stimulus", np.full(np.shape(task.inputs)[0], np.inf))
+    theta = jnp.asarray(state.best_theta)
     return FitResult(
         theta=np.asarray(theta),
-        params=params,
-        loss=float(best["loss"]),
-        loss_per_stimulus=[float(v) for v in per],
-        iterations=iterations,
-        restarts=len(histories),
-        history=histories,
-        times=times,
-        wall_time_s=time.perf_counter() - t_start,
-        method=method,
-        message="; ".join(messages),
+        params=param.params_to_python(param.from_theta(theta)),
+        loss=float(state.best_loss),
+        loss_per_stimulus=[float(v) for v in state.best_per],
+        iterations=state.iterations,
+        restarts=len(state.histories),
+        history=state.histories,
+        times=state.times,
+        wall_time_s=clock(),
+        method=backend.name,
+        message="; ".join(state.messages),
     )
-
-
-def fit_baseline_cli(args) -> int:
-    """``momentssn fit-baseline``: fit Baseline15, write result.json and figures."""
-    from ..params.base import echeveste_theta, get_parameterization
-    from ..tasks import get_task
-    from ..experiments.report import baseline_report
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    task = get_task(args.task)
-    param = get_parameterization("baseline15", m=int(task.n_exc))
-    ckpt = out / "checkpoint.json"
-    if args.resume and ckpt.exists():
-        theta0 = param.load_json(ckpt)
-        print(f"resuming from {ckpt}", flush=True)
-    else:  # the published optimizer's start (a weak, nearly linear network)
-        theta0 = echeveste_theta(param, task.inputs)
-    print(f"fitting Baseline15 to task '{task.name}' ({task.inputs.shape[0]} stimuli) "
-          f"with L-BFGS ({args.method}), {args.restarts} restarts, budget {args.max_time:.0f} s",
-          flush=True)
-    res = fit(param, task, method=args.method, restarts=args.restarts, seed=args.seed,
-              max_iter=args.max_iter, max_time=args.max_time, loss=args.loss, theta0=theta0,
-              checkpoint=ckpt)
-    print(f"final loss {res.loss:.6g} after {res.iterations} iterations in {res.wall_time_s:.1f} s",
-          flush=True)
-    result = dict(
-        task=str(args.task), loss=res.loss, params=res.params,
-        loss_per_stimulus=res.loss_per_stimulus, iterations=res.iterations,
-        restarts=res.restarts, wall_time_s=res.wall_time_s, method=res.method,
-        loss_kind=args.loss, message=res.message, history=res.history,
-        theta=[float(v) for v in res.theta],
-    )
-    (out / "result.json").write_text(json.dumps(result, indent=2))
-    print(f"wrote {out / 'result.json'}", flush=True)
-    baseline_report(param, task, res, out, simulate_check=not args.no_check)
-    return 0

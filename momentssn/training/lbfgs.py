@@ -1,6 +1,7 @@
 """L-BFGS behind one small interface.
 
     result = minimize_lbfgs(loss, x0, method="jaxopt", max_iter=200)
+    result = minimize_lbfgs(loss, x0, method=ScipyLBFGSB(first_step=0.01))
 
 ``loss(x) -> value`` is a pure, JAX-traceable function of a flat float vector; each
 backend differentiates it and compiles its own step around it, so one iteration (line
@@ -8,12 +9,18 @@ search included) is one compiled call.  It may return ``+inf`` (e.g. the network
 became unstable): every backend then backtracks, and the fit continues from the last
 finite point.
 
-Backends (``method``):
-  * ``"jaxopt"`` (default): ``jaxopt.LBFGS`` with a backtracking (Armijo) line search,
-    one jitted ``update`` per iteration.  jaxopt is unmaintained upstream, which is why
-    it lives behind this function only.
-  * ``"optax"``: ``optax.lbfgs`` with its zoom (strong Wolfe) line search.
-  * ``"scipy"``: ``scipy.optimize.minimize(method="L-BFGS-B")`` in float64 numpy.
+Backends (``method``: a backend object, or its name):
+  * :class:`JaxoptLBFGS` (``"jaxopt"``, default): ``jaxopt.LBFGS`` with a backtracking
+    (Armijo) line search, one jitted ``update`` per iteration.  jaxopt is unmaintained
+    upstream, which is why it lives behind this interface only.
+  * :class:`OptaxLBFGS` (``"optax"``): ``optax.lbfgs`` with its zoom (strong Wolfe)
+    line search.
+  * :class:`ScipyLBFGSB` (``"scipy"``): ``scipy.optimize.minimize(method="L-BFGS-B")``
+    in float64 numpy.
+
+A backend is any object with ``run(loss, x0, stop, history_size)`` (see
+:class:`Backend`): it minimizes and reports every accepted iterate to ``stop.record``,
+which applies the shared stopping rule; plug in your own the same way.
 
 Each backend reports through the same ``callback(it, x, value)`` after every accepted
 iteration and stops on the same rule: ``max_iter`` iterations, or ``|grad|_inf <= gtol``,
@@ -24,16 +31,23 @@ or a relative decrease below ``ftol`` over ``patience`` consecutive iterations, 
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Protocol, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
+import optax
 
-__all__ = ["LBFGSResult", "minimize_lbfgs", "METHODS"]
-
-METHODS = ("jaxopt", "optax", "scipy")
+__all__ = [
+    "LBFGSResult",
+    "minimize_lbfgs",
+    "METHODS",
+    "BACKENDS",
+    "Backend",
+    "JaxoptLBFGS",
+    "OptaxLBFGS",
+    "ScipyLBFGSB",
+]
 
 
 class LBFGSResult(NamedTuple):
@@ -140,120 +154,169 @@ def _iterate(stop: _Stopper, x, vg, step) -> None:
             return
 
 
-def _run_jaxopt(loss, x0, stop: _Stopper, history_size):
-    import jaxopt
+class Backend(Protocol):
+    """What :func:`minimize_lbfgs` needs of an optimizer backend.
 
-    f, vg = _safe(loss, bool(stop.ctx))
-    # Armijo backtracking (halving) from the full L-BFGS step: jaxopt's default
-    # backtracking condition is strong Wolfe, whose curvature test can never be met by
-    # shrinking a step that is already too short (it stalled in endless tiny steps).
-    linesearch = jaxopt.BacktrackingLineSearch(
-        fun=vg, value_and_grad=True, has_aux=True, maxiter=40, condition="armijo",
-        decrease_factor=0.5, max_stepsize=1.0, jit=True,
-    )
-    solver = jaxopt.LBFGS(
-        fun=vg,
-        value_and_grad=True,
-        has_aux=True,
-        maxiter=stop.max_iter + 1,
-        tol=0.0,
-        linesearch=linesearch,
-        linesearch_init="max",
-        history_size=history_size,
-        jit=True,  # one compiled update (line search included)
-        implicit_diff=False,
-    )
-    update = jax.jit(solver.update)
-    carry = {"state": solver.init_state(x0, *stop.ctx)}
+    ``run(loss, x0, stop, history_size)`` minimizes ``loss`` (``loss(x) -> value``, or
+    ``loss(x, ctx) -> (value, aux)`` when ``stop.ctx`` is set; see
+    :func:`minimize_lbfgs`) from ``x0`` with ``history_size`` L-BFGS pairs, calls
+    ``stop.record(x, value, grad, aux)`` at x0 and after every accepted iterate, stops
+    as soon as it returns True, and counts objective evaluations in ``stop.n_evals``.
+    ``_safe`` and ``_iterate`` do most of that for a compiled backend.
+    """
 
-    def step(x, v, g):
-        x, st = update(x, carry["state"], *stop.ctx)
-        carry["state"] = st
-        stop.n_evals = int(st.num_fun_eval)  # + 1 for x0, added by _iterate
-        return x, st.value, st.grad, st.aux
+    name: str
 
-    _iterate(stop, x0, vg, step)
+    def run(self, loss: Callable, x0: jax.Array, stop: "_Stopper", history_size: int) -> None: ...
 
 
-def _run_optax(loss, x0, stop: _Stopper, history_size):
-    import optax
+class JaxoptLBFGS(NamedTuple):
+    """``jaxopt.LBFGS`` with Armijo backtracking (halving, at most ``max_backtrack``
+    trials) from the full L-BFGS step; one jitted update per iteration."""
 
-    f, vg = _safe(loss, bool(stop.ctx))
-    opt = optax.lbfgs(memory_size=history_size)
+    max_backtrack: int = 40
+    name: str = "jaxopt"
 
-    @jax.jit
-    def step(x, state, v, g, ctx):
-        value_fn = lambda y: f(y, *ctx)[0]  # noqa: E731
-        updates, state = opt.update(g, state, x, value=v, grad=g, value_fn=value_fn)
-        x = optax.apply_updates(x, updates)
-        return x, state
+    def run(self, loss, x0, stop, history_size):
+        # jaxopt is imported only here: an optional heavy dependency, unmaintained upstream
+        import jaxopt
 
-    carry = {"state": opt.init(x0)}
+        f, vg = _safe(loss, bool(stop.ctx))
+        # Armijo backtracking (halving) from the full L-BFGS step: jaxopt's default
+        # backtracking condition is strong Wolfe, whose curvature test can never be met by
+        # shrinking a step that is already too short (it stalled in endless tiny steps).
+        linesearch = jaxopt.BacktrackingLineSearch(
+            fun=vg, value_and_grad=True, has_aux=True, maxiter=self.max_backtrack, condition="armijo",
+            decrease_factor=0.5, max_stepsize=1.0, jit=True,
+        )
+        solver = jaxopt.LBFGS(
+            fun=vg,
+            value_and_grad=True,
+            has_aux=True,
+            maxiter=stop.max_iter + 1,
+            tol=0.0,
+            linesearch=linesearch,
+            linesearch_init="max",
+            history_size=history_size,
+            jit=True,  # one compiled update (line search included)
+            implicit_diff=False,
+        )
+        update = jax.jit(solver.update)
+        carry = {"state": solver.init_state(x0, *stop.ctx)}
 
-    def next_point(x, v, g):
-        x, carry["state"] = step(x, carry["state"], v, g, stop.ctx)
-        stop.n_evals += int(optax.tree_utils.tree_get(carry["state"], "num_linesearch_steps"))
-        (v, aux), g = vg(x, *stop.ctx)
-        return x, v, g, aux
+        def step(x, v, g):
+            x, st = update(x, carry["state"], *stop.ctx)
+            carry["state"] = st
+            stop.n_evals = int(st.num_fun_eval)  # + 1 for x0, added by _iterate
+            return x, st.value, st.grad, st.aux
 
-    _iterate(stop, x0, vg, next_point)
+        _iterate(stop, x0, vg, step)
 
 
-def _run_scipy(loss, x0, stop: _Stopper, history_size, first_step=0.05):
-    """L-BFGS-B on y with x = x0 + first_step * y.
+class OptaxLBFGS(NamedTuple):
+    """``optax.lbfgs`` with its zoom (strong Wolfe) line search."""
+
+    name: str = "optax"
+
+    def run(self, loss, x0, stop, history_size):
+        f, vg = _safe(loss, bool(stop.ctx))
+        opt = optax.lbfgs(memory_size=history_size)
+
+        @jax.jit
+        def step(x, state, v, g, ctx):
+            value_fn = lambda y: f(y, *ctx)[0]  # noqa: E731
+            updates, state = opt.update(g, state, x, value=v, grad=g, value_fn=value_fn)
+            x = optax.apply_updates(x, updates)
+            return x, state
+
+        carry = {"state": opt.init(x0)}
+
+        def next_point(x, v, g):
+            x, carry["state"] = step(x, carry["state"], v, g, stop.ctx)
+            stop.n_evals += int(optax.tree_utils.tree_get(carry["state"], "num_linesearch_steps"))
+            (v, aux), g = vg(x, *stop.ctx)
+            return x, v, g, aux
+
+        _iterate(stop, x0, vg, next_point)
+
+
+class ScipyLBFGSB(NamedTuple):
+    """``scipy.optimize.minimize(method="L-BFGS-B")`` on y with x = x0 + first_step * y.
 
     L-BFGS-B's first trial step has unit length; in y that is a step of ``first_step``
     in x (a unit step in log-parameters would often leave the stable region, and
     L-BFGS-B gives up when its first line search meets only infinite values).
     """
-    from scipy.optimize import minimize
 
-    _, vg = _safe(loss, bool(stop.ctx))
-    x0n = np.asarray(x0, dtype=np.float64)
-    c = float(first_step)
+    first_step: float = 0.05
+    name: str = "scipy"
 
-    class _Stop(Exception):
-        pass
+    def run(self, loss, x0, stop, history_size):
+        # scipy is imported only here: a heavy import that only this backend needs
+        from scipy.optimize import minimize
 
-    last = {}
+        _, vg = _safe(loss, bool(stop.ctx))
+        x0n = np.asarray(x0, dtype=np.float64)
+        c = float(self.first_step)
 
-    def x_of(y):
-        return x0n + c * np.asarray(y, dtype=np.float64)
+        class _Stop(Exception):
+            pass
 
-    def f_np(y):
-        y = np.asarray(y, dtype=np.float64)
-        if "y" in last and np.array_equal(last["y"], y):
-            return last["v"], last["g"]
-        (v, aux), g = vg(jnp.asarray(x_of(y), x0.dtype), *stop.ctx)
-        stop.n_evals += 1
-        # L-BFGS-B cannot take inf: a huge finite value makes its line search backtrack.
-        v = float(v) if np.isfinite(float(v)) else 1e300
-        last.update(y=y.copy(), v=v, g=c * np.asarray(g, dtype=np.float64), aux=aux)
-        return v, last["g"]
+        last = {}
 
-    def cb(yk):
-        v, gy = f_np(yk)
-        if stop.record(x_of(yk), v, gy / c, last["aux"]):
-            raise _Stop
+        def x_of(y):
+            return x0n + c * np.asarray(y, dtype=np.float64)
 
-    v0, g0 = f_np(np.zeros_like(x0n))
-    if stop.record(x0n, v0, g0 / c, last["aux"]):
-        return
-    try:
-        res = minimize(
-            f_np, np.zeros_like(x0n), jac=True, method="L-BFGS-B", callback=cb,
-            options=dict(maxiter=stop.max_iter + 1, maxcor=history_size, gtol=0.0, ftol=0.0),
-        )
-        stop.message = f"scipy: {res.message}"
-    except _Stop:
-        pass
+        def f_np(y):
+            y = np.asarray(y, dtype=np.float64)
+            if "y" in last and np.array_equal(last["y"], y):
+                return last["v"], last["g"]
+            (v, aux), g = vg(jnp.asarray(x_of(y), x0.dtype), *stop.ctx)
+            stop.n_evals += 1
+            # L-BFGS-B cannot take inf: a huge finite value makes its line search backtrack.
+            v = float(v) if np.isfinite(float(v)) else 1e300
+            last.update(y=y.copy(), v=v, g=c * np.asarray(g, dtype=np.float64), aux=aux)
+            return v, last["g"]
+
+        def cb(yk):
+            v, gy = f_np(yk)
+            if stop.record(x_of(yk), v, gy / c, last["aux"]):
+                raise _Stop
+
+        v0, g0 = f_np(np.zeros_like(x0n))
+        if stop.record(x0n, v0, g0 / c, last["aux"]):
+            return
+        try:
+            res = minimize(
+                f_np, np.zeros_like(x0n), jac=True, method="L-BFGS-B", callback=cb,
+                options=dict(maxiter=stop.max_iter + 1, maxcor=history_size, gtol=0.0, ftol=0.0),
+            )
+            stop.message = f"scipy: {res.message}"
+        except _Stop:
+            pass
+
+
+#: The built-in backends by name (``method="jaxopt"`` etc.).
+BACKENDS = {b.name: b for b in (JaxoptLBFGS(), OptaxLBFGS(), ScipyLBFGSB())}
+METHODS = tuple(BACKENDS)
+
+
+def backend_of(method: Union[str, Backend]) -> Backend:
+    """The backend object for ``method`` (a name of ``BACKENDS`` or a backend object)."""
+    if isinstance(method, str):
+        if method not in BACKENDS:
+            raise ValueError(f"method must be one of {METHODS} or a backend object, got {method!r}")
+        return BACKENDS[method]
+    if not callable(getattr(method, "run", None)):
+        raise ValueError(f"method must be one of {METHODS} or an object with a run() method, got {method!r}")
+    return method
 
 
 def minimize_lbfgs(
     loss: Callable,
     x0,
     *,
-    method: str = "jaxopt",
+    method: Union[str, Backend] = "jaxopt",
     max_iter: int = 200,
     gtol: float = 1e-8,
     ftol: float = 1e-9,
@@ -270,7 +333,9 @@ def minimize_lbfgs(
             ``jax.value_and_grad`` and compiled inside the backend's step); it may
             return +inf / NaN (treated as +inf with a zero gradient).
         x0: (D,) starting point.
-        method: "jaxopt" | "optax" | "scipy".
+        method: a backend object (:class:`JaxoptLBFGS`, :class:`OptaxLBFGS`,
+            :class:`ScipyLBFGSB` or your own :class:`Backend`) or the name of a
+            built-in one, "jaxopt" | "optax" | "scipy".
         callback: ``callback(it, x, value) -> bool | None``; True stops.
         context: optional ``(ctx0, next_ctx)``.  The loss is then ``loss(x, ctx) ->
             (value, aux)``, starting with ctx = ctx0; after every accepted iterate
@@ -282,17 +347,14 @@ def minimize_lbfgs(
     Returns:
         ``LBFGSResult`` with the best point seen.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    backend = backend_of(method)
     x0 = jnp.asarray(x0)
     if x0.ndim != 1:
         raise ValueError(f"x0 must be a flat vector, got shape {x0.shape}")
     stop = _Stopper(max_iter, gtol, ftol, patience, max_time, callback)
     if context is not None:
         stop.ctx, stop.next_ctx = (context[0],), context[1]
-    {"jaxopt": _run_jaxopt, "optax": _run_optax, "scipy": _run_scipy}[method](
-        loss, x0, stop, history_size
-    )
+    backend.run(loss, x0, stop, history_size)
     if stop.best_x is None:
         stop.best_x, stop.best_f = np.asarray(x0, np.float64), float("inf")
     return LBFGSResult(

@@ -294,12 +294,16 @@ def test_checkpoints_are_written_every_k_steps(tmp_path):
     assert load_checkpoint(tmp_path)["step"] == 7
 
 
-def test_progress_lines(capsys):
-    adam_train(quadratic_vg(jnp.ones(2), bad={1: "inf"}), jnp.zeros(2), steps=3, progress=True)
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and lines[0].startswith("step 1/3") and "REJECTED" in lines[1]
+def test_progress_events(capsys):
+    """The loop reports through its callback, one event per step, and never prints."""
+    events = []
+    adam_train(quadratic_vg(jnp.ones(2), bad={1: "inf"}), jnp.zeros(2), steps=3, progress=events.append)
+    assert [(e.task, e.step, e.total) for e in events] == [("adam", 1, 3), ("adam", 2, 3), ("adam", 3, 3)]
+    assert "REJECTED" in events[1].message and not events[0].message and np.isposinf(events[1].loss)
     adam_train(quadratic_vg(jnp.ones(2)), jnp.zeros(2), steps=3, progress=False)
     assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="progress"):
+        adam_train(quadratic_vg(jnp.ones(2)), jnp.zeros(2), steps=3, progress=True)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
