@@ -1,6 +1,6 @@
-"""Time and peak memory of one BPTT iteration, with and without checkpointing.
+"""Time and peak memory of one BPTT iteration, with and without rematerialization (remat).
 
-One iteration = value and gradient of ``momentssn.training.adam.simulated_loss`` (the moment
+One iteration = value and gradient of ``momentssn.losses.simulated.simulated_loss`` (the moment
 loss on simulated trials) w.r.t. theta, by reverse mode through ``ms.simulate``.
 Problem (full size): Ring parameterization at m = 50 (N = 100: 50 E + 50 I, 211
 parameters; ``--param general`` for 20003) on the embedded default task
@@ -10,9 +10,9 @@ simulation (theta in float64).
 
 Two cases, side by side in one run:
 
-    checkpoint   : ms.simulate(..., checkpoint=True)  (default: every chunk of steps is
-                   under jax.checkpoint and recomputed in the backward pass)
-    no checkpoint: ms.simulate(..., checkpoint=False) (every step's residuals are kept)
+    remat   : simulated_loss(..., remat=True)  (default: every chunk of steps of
+              ms.simulate is under jax.checkpoint and recomputed in the backward pass)
+    no remat: simulated_loss(..., remat=False) (every step's residuals are kept)
 
 Each case runs in a fresh subprocess (so one case's allocations cannot inflate the
 other's peak) and reports:
@@ -25,7 +25,7 @@ other's peak) and reports:
                through /proc/self/clear_refs when the kernel allows; otherwise the peak
                includes compilation, and the report says so)
 
-and the ratios no-checkpoint / checkpoint.
+and the ratios no-remat / remat.
 
 Run:  .venv/bin/python benchmarks/train.py [--quick] [--repeats 3] [--param ring|general]
 """
@@ -64,7 +64,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def run_case(size: dict, checkpoint: bool, param_kind: str, repeats: int) -> dict:
+def run_case(size: dict, remat: bool, param_kind: str, repeats: int) -> dict:
     """One case, in this process; returns its measurements."""
     import resource
 
@@ -76,7 +76,7 @@ def run_case(size: dict, checkpoint: bool, param_kind: str, repeats: int) -> dic
 
     import momentssn as ms
     from momentssn.tasks import Task
-    from momentssn.training.adam import simulated_loss
+    from momentssn.losses.simulated import simulated_loss
 
     task = ms.default_task()
     m = size["m"]
@@ -95,7 +95,7 @@ def run_case(size: dict, checkpoint: bool, param_kind: str, repeats: int) -> dic
     key = jax.random.key(0)
     loss = simulated_loss(
         param, task, n_trials=size["n_trials"], t_max=size["t_max"], t_avg=size["t_avg"], dt=size["dt"],
-        checkpoint=checkpoint,
+        remat=remat,
     )
     vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
     t0 = time.perf_counter()
@@ -116,7 +116,7 @@ def run_case(size: dict, checkpoint: bool, param_kind: str, repeats: int) -> dic
         gnorm = float(jnp.linalg.norm(grad))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB -> MB on Linux
     return dict(
-        checkpoint=checkpoint,
+        remat=remat,
         compile_s=t_compile,
         time_s=min(times),
         times_s=times,
@@ -184,7 +184,7 @@ def main(argv=None):
           f"best of {args.repeats} calls after compilation")
     if not all(v is None or v["peak_reset"] for v in r.values()):
         print("note: the RSS high-water mark could not be reset, so peak RSS includes compilation")
-    head = f"{'':24}{'checkpoint':>14}{'no checkpoint':>16}{'ratio':>8}"
+    head = f"{'':24}{'remat':>14}{'no remat':>16}{'ratio':>8}"
     print(head)
 
     def row(label, key, spec, unit=""):

@@ -1,47 +1,16 @@
-"""Moment-matching losses: hand-checked values, zeros at the targets, gradients vs finite
-differences, +inf with a finite zero gradient for unstable networks, transient vs stationary."""
+"""Closure losses (momentssn.losses.closure): gradients vs finite differences, +inf with a
+finite zero gradient for unstable networks, transient vs stationary, and the forward-only
+score of a network."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import momentssn as ms
-from momentssn.losses.closure import stationary_loss, time_averaged_moments, transient_loss
-from momentssn.losses.moment import LossWeights, loss_per_stimulus, moment_loss
-from momentssn.params.base import BASELINE15_DEFAULTS, Baseline15, General, Ring
+from momentssn.losses.closure import network_closure_loss, stationary_loss, time_averaged_moments, transient_loss
+from momentssn.params.ring import BASELINE15_DEFAULTS, Baseline15, General, Ring
 
 M_SMALL = 4  # sites per population in the gradient tests (N = 8)
-
-
-def test_loss_per_stimulus_by_hand():
-    # N = 3 cells, M = 2 targets, S = 2 stimuli
-    mean = jnp.array([[1.0, 2.0, 9.0], [0.0, 0.0, 0.0]])
-    cov = jnp.array([[[2.0, 0.5, 7.0], [0.5, 1.0, 7.0], [7.0, 7.0, 7.0]], np.eye(3)])
-    t_mean = jnp.array([[0.0, 4.0], [0.0, 0.0]])
-    t_cov = jnp.array([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
-    w = LossWeights(c_mean=1.0, c_var=10.0, c_cov=100.0)
-    # stimulus 0: |dmu|^2 = 1 + 4 = 5 -> 5/2; |dvar|^2 = 1 + 0 = 1 -> 1/2;
-    #             |dSigma|_F^2 = 1 + 0.25 + 0.25 + 0 = 1.5 -> 1.5/4
-    expected0 = 1.0 * 5 / 2 + 10.0 * 1 / 2 + 100.0 * 1.5 / 4
-    per = loss_per_stimulus(ms.Moments(mean, cov), t_mean, t_cov, w)
-    np.testing.assert_allclose(per, [expected0, 0.0], rtol=1e-15)
-    assert float(moment_loss(ms.Moments(mean, cov), t_mean, t_cov, w)) == pytest.approx(expected0 / 2)
-    # default weights c_mean = 0.01, c_var = 0.02, c_cov = 0.01
-    per_d = loss_per_stimulus(ms.Moments(mean, cov), t_mean, t_cov)
-    assert float(per_d[0]) == pytest.approx(0.01 * 5 / 2 + 0.02 * 1 / 2 + 0.01 * 1.5 / 4, rel=1e-14)
-    # unbatched
-    one = loss_per_stimulus(ms.Moments(mean[0], cov[0]), t_mean[0], t_cov[0], w)
-    assert one.shape == () and float(one) == pytest.approx(expected0)
-    with pytest.raises(ValueError, match="target_cov"):
-        loss_per_stimulus(ms.Moments(mean, cov), t_mean, t_cov[:, :1, :1])
-
-
-def test_loss_zero_on_own_moments():
-    rng = np.random.default_rng(0)
-    A = rng.normal(size=(3, 6, 6))
-    mom = ms.Moments(jnp.asarray(rng.normal(size=(3, 6))), jnp.asarray(A @ np.swapaxes(A, 1, 2)))
-    assert float(moment_loss(mom, mom.mean[:, :4], mom.cov[:, :4, :4])) == 0.0
 
 
 # --------------------------------------------------------------------------- stationary
@@ -196,3 +165,26 @@ def test_transient_loss_gradient(small_problem):
     assert float(jnp.dot(grad, v)) == pytest.approx(fd, rel=1e-6)
     (loss, aux), grad = _transient_vg(param, _runaway_theta(param), h_raw, t_mean, t_cov)
     assert float(loss) == np.inf and np.all(np.asarray(grad) == 0.0)
+
+
+# --------------------------------------------------------------------------- score of a network
+
+
+def test_network_closure_loss_is_the_stationary_loss_of_the_built_network(small_problem):
+    """The forward-only score of param.network(theta) equals stationary_loss through the
+    parameterization (the other route), per stimulus; moments cover every cell."""
+    param, theta, h_raw, t_mean, t_cov, mom = small_problem
+    (loss, aux), _ = _stationary_vg(param, theta, h_raw, t_mean, t_cov)
+    sc = network_closure_loss(param.network(theta), param.inputs(theta, h_raw), t_mean, t_cov)
+    assert sc.stable and sc.converged and sc.max_real_eig < 0
+    np.testing.assert_allclose(sc.per_stimulus, np.asarray(aux.per_stimulus), rtol=1e-10)
+    assert sc.loss == pytest.approx(float(loss), rel=1e-10)
+    np.testing.assert_allclose(np.asarray(sc.moments.cov), np.asarray(mom.cov), rtol=1e-9, atol=1e-12)
+
+
+def test_network_closure_loss_of_an_unstable_network_is_inf(small_problem):
+    param, _, h_raw, t_mean, t_cov, _ = small_problem
+    theta = _runaway_theta(param)
+    sc = network_closure_loss(param.network(theta), param.inputs(theta, h_raw), t_mean, t_cov)
+    assert sc.loss == np.inf and not sc.stable and sc.moments is None
+    assert np.all(np.isposinf(sc.per_stimulus)) and np.isfinite(sc.max_real_eig)
