@@ -23,7 +23,8 @@ from .experiments.crosscheck_report import CrosscheckReport, TransientComparison
 from .errors import MomentsDivergedError, SimulationDivergedError, UnstableNetworkError
 from .gsm.model import GSM, ZPosterior
 from .training.fit import FitResult, fit
-from .growth.grow import Growing, GrowthResult, GrowthStage, grow, split_inputs, split_moments, split_neuron, split_noise_factor
+from .growth.grow import GrowthResult, GrowthStage, grow
+from .growth.split import split_inputs, split_moments, split_neuron, split_noise_factor
 from .losses.closure import stationary_loss, transient_loss
 from .losses.moment import LossAux, LossWeights, loss_per_stimulus, moment_loss
 from .losses.simulated import SimulatedScore, simulated_loss, simulated_score
@@ -32,16 +33,9 @@ from .model import SSN, rate
 from .moments import Moments, MomentTrajectory, correlation, symmetrize
 from .closure.nonlinearity import rate_expectations, rectified_moment
 from .training.lbfgs import LBFGSResult, minimize_lbfgs
-from .params.base import (
-    Baseline15,
-    General,
-    Ring,
-    echeveste_start,
-    echeveste_theta,
-    get_parameterization,
-    parameterization_from_json,
-    register_parameterization,
-)
+from .params.base import get_parameterization, parameterization_from_json, register_parameterization
+from .params.growing import Growing
+from .params.ring import Baseline15, General, Ring, echeveste_start, echeveste_theta
 from .closure.transient import propagate_moments
 from .simulation.simulate import SimulationResult, simulate
 from .closure.spectrum import lagged_covariance, peak_frequency, power_spectrum

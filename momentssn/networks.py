@@ -1,4 +1,7 @@
-"""Reference networks used by the tests, benchmarks, validation suites and examples."""
+"""Reference networks used by the tests, benchmarks, validation suites and examples.
+
+(The 1 E + 1 I network of Hennequin et al. (2018) is ``SSN.two_population()``.)
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,7 @@ import numpy as np
 
 from .model import SSN
 
-__all__ = ["two_population", "random_ei_network"]
-
-
-def two_population() -> SSN:
-    """The 1 E + 1 I network of Hennequin et al. (2018), see ``SSN.two_population``."""
-    return SSN.two_population()
+__all__ = ["random_ei_network"]
 
 
 def random_ei_network(N: int = 100, seed: int = 0, tau_noise: float = 20.0, scale: float = 1.0) -> SSN:

@@ -139,7 +139,7 @@ def _param_run(method, net_kind, task, *, budget_s, seed, steps, sim, out, resum
     if method == "moments-lbfgs":
         from ..training.fit import fit
 
-        from ..params.base import echeveste_theta
+        from ..params.ring import echeveste_theta
 
         theta0 = echeveste_theta(param, task.inputs)  # where fit-baseline starts
         ck_json = None if out is None else Path(out) / "checkpoint.json"

@@ -34,7 +34,7 @@ def test_published_parameters_score_about_2e3_and_the_fit_start_is_worse(echeves
     starts) is a weak network far from that."""
     from reference import PUBLISHED_BASELINE15
 
-    from momentssn.params.base import Baseline15, echeveste_start
+    from momentssn.params.ring import Baseline15, echeveste_start
 
     task = ms.load_task(echeveste_task_path)
     param = Baseline15(m=task.n_exc)
