@@ -1,9 +1,17 @@
-"""The command line's process setup (its verbs are tested with the modules they run)."""
+"""The command line: process setup, argument checks, errors, progress printing (its
+verbs' results are tested with the modules they run)."""
+
+import argparse
+import io
 
 import jax
+import numpy as np
 import pytest
 
 from momentssn import cli
+from momentssn.experiments.console import Printer
+from momentssn.progress import Progress
+from validation.suites import SUITES
 
 
 @pytest.fixture
@@ -28,3 +36,120 @@ def test_compilation_cache_follows_jax_variable(monkeypatch, tmp_path, restore_c
     jax.config.update("jax_compilation_cache_dir", "")
     cli._setup_jax()
     assert jax.config.jax_compilation_cache_dir == ""
+
+
+# --------------------------------------------------------------------------- arguments and errors
+# Argument errors are refused by the parser: cli._setup_jax (the first step after
+# parsing) is replaced by a function that fails the test, so none of these start JAX work.
+
+
+@pytest.fixture
+def no_jax_work(monkeypatch):
+    def fail():
+        raise AssertionError("an argument error must be refused before any JAX work")
+
+    monkeypatch.setattr(cli, "_setup_jax", fail)
+
+
+def _refused(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert 1 <= len(err.strip().splitlines()) <= 2 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["fit-baseline", "--max-time", "-5"], "argument --max-time: must be > 0, got -5"),
+    (["fit-baseline", "--max-time", "nan"], "argument --max-time: must be a finite number"),
+    (["moments", "--n-inputs", "0"], "argument --n-inputs: must be an integer >= 1, got 0"),
+    (["train", "--method", "bptt", "--steps", "0"], "argument --steps: must be an integer >= 1"),
+    (["train", "--method", "bptt", "--seed", "-1"], "argument --seed: must be an integer >= 0"),
+    (["compare", "--runs", "bptt:mlp"], "expected METHOD:NET"),
+    (["compare", "--budget", "0"], "argument --budget: must be > 0"),
+    (["validate", "--suite", "nope"], "invalid choice: 'nope'"),
+])
+def test_bad_values_are_refused_by_the_parser(argv, expected, tmp_path, capsys, no_jax_work):
+    out = tmp_path / "out"
+    err = _refused(argv + ["--out", str(out)], capsys)
+    assert expected in err, err
+    assert not out.exists()
+
+
+def test_missing_and_corrupt_task_files_are_refused(tmp_path, capsys, no_jax_work):
+    err = _refused(["fit-baseline", "--task", str(tmp_path / "missing.npz")], capsys)
+    assert "no such task file" in err and "missing.npz" in err
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    for argv in (["fit-baseline", "--task", str(junk)], ["validate", "--task", str(junk)]):
+        err = _refused(argv, capsys)
+        assert "corrupt or not a task file" in err and "pickle" not in err, err
+    err = _refused(["validate", "--params", str(tmp_path / "nothere.json")], capsys)
+    assert "no such file" in err
+
+
+def test_a_task_without_its_keys_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, inputs=np.zeros((2, 4)))
+    out = tmp_path / "out"
+    assert cli.main(["fit-baseline", "--task", str(bad), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("momentssn fit-baseline: error: ") and "target_mean" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_resume_without_checkpoint_names_the_folder_and_leaves_nothing(tmp_path, capsys):
+    task = tmp_path / "tiny.npz"
+    np.savez(task, inputs=np.ones((2, 4)), target_mean=np.ones((2, 2)),
+             target_cov=np.tile(np.eye(2), (2, 1, 1)), n_exc=2)
+    out = tmp_path / "typo"
+    argv = ["train", "--method", "moments-lbfgs", "--task", str(task), "--out", str(out), "--resume"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "no checkpoint in" in err and str(out) in err and "Traceback" not in err
+    assert not out.exists()  # the folder this failed run created is gone
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        cli.main(argv + ["--debug"])  # --debug: the exception and its traceback
+
+
+def test_validate_help_lists_the_suites(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["validate", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in SUITES) and "--task" in text
+
+
+def test_every_option_has_help():
+    parser = cli.build_parser()
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"moments", "validate", "fit-baseline", "train", "compare"} <= set(verbs)
+    for name, sub in verbs.items():
+        for action in sub._actions:
+            assert action.help, (name, action.option_strings)
+
+
+# --------------------------------------------------------------------------- progress printer
+
+
+def test_printer_writes_whole_lines_off_a_terminal():
+    buf = io.StringIO()
+    p = Printer(buf, tty=False, every_s=1e9)
+    for i in range(1, 11):
+        p(Progress("simulate", i, 10, message=f"chunk {i}/10"))
+    p(Progress("fit", 0, message="done"))
+    lines = buf.getvalue().splitlines()
+    assert "\r" not in buf.getvalue()
+    assert lines == ["[simulate]  1/10  chunk 1/10", "[simulate]  10/10  chunk 10/10", "[fit]  done"]
+
+
+def test_printer_rewrites_counters_on_a_terminal():
+    buf = io.StringIO()
+    p = Printer(buf, tty=True)
+    for i in range(1, 4):
+        p(Progress("bptt", i, 3, loss=0.5))
+    p.say("finished")
+    text = buf.getvalue()
+    assert text.count("\r") == 3 and text.endswith("[bptt]  3/3  loss 0.5\nfinished\n")

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from validation.suites import SUITES, load_baseline_theta, random_ei_network, run_suite
+from validation.plans import load_baseline_theta, random_ei_network
+from validation.suites import SUITES, run_suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

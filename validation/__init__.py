@@ -1,11 +1,8 @@
-"""Cross-validation suites (closure vs simulation): a thin alias of ``validation.suites``.
+"""Cross-validation suites of momentssn: named networks run through both routes
+(Gaussian closure and stochastic simulation), tolerances and a report.
 
-The suite code lives in the installed package (``momentssn/validation.py``) so that the
-``momentssn validate`` command works from any directory; this folder holds the
-README and ``run.py``.  ``import validation`` from the repository root gives the same
-``SUITES``, ``run_suite`` and ``run_all``.
+Modules: ``suites`` (``SUITES``, ``run_suite``, ``run_all``: what ``momentssn
+validate`` runs), ``plans`` (networks, stimuli, settings, tolerances), ``checks``
+(pass/fail statements), ``report`` (``SuiteResult`` and the files), ``run`` (a script
+calling ``momentssn validate``).
 """
-
-from validation.suites import SUITES, SuiteResult, run_all, run_suite  # noqa: F401
-
-__all__ = ["SUITES", "SuiteResult", "run_suite", "run_all"]

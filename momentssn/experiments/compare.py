@@ -22,37 +22,50 @@ Networks (``NETS``): ``baseline15`` (15 parameters), ``ring`` (211), ``general``
 
 Every method records its own training loss (closure moments for the moment methods,
 simulated moments for BPTT, the current stage's targets for growth), which are not
-comparable with each other.  The common yardstick is :func:`simulated_score`: the loss
-(eq. 7, default weights) of the final network's moments *measured by a long
-simulation*, the ground truth the closure only approximates.  A run fails when it
-raises, ends unstable (no finite closure loss, or every simulated trial of a stimulus
-diverges) or leaves no network.
+comparable with each other.  The common yardstick is ``simulated_score``
+(``momentssn.losses.simulated``): the loss (eq. 7, default weights) of the final
+network's moments *measured by a long simulation*, the ground truth the closure only
+approximates; the closure's loss of the same network (``network_closure_loss``) stands
+beside it.  A run fails when it raises, ends unstable (no finite closure loss, or
+every simulated trial of a stimulus diverges) or leaves no network.
+
+:func:`run_comparison` computes; :func:`compare_methods` also writes ``summary.json``,
+``report.md`` and the figures (:mod:`.compare_report`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
-import traceback
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import jax.numpy as jnp
 import numpy as np
 
+from .._util import atomic_write_bytes
+from ..growth.grow import grow
+from ..losses.closure import network_closure_loss
 from ..losses.simulated import SimulatedScore, simulated_score
-from ..moments import Moments
+from ..params.base import get_parameterization
+from ..params.ring import echeveste_theta
+from ..progress import Progress, ProgressFn, report
 from ..tasks import Task
+from ..training.adam import train_bptt, train_moments_adam
+from ..training.fit import fit
+from .compare_report import write_comparison
+from .console import as_callback
 
 __all__ = [
     "METHODS",
     "NETS",
     "DEFAULT_RUNS",
     "TrainingRun",
-    "SimulatedScore",
+    "ScoredRun",
     "train_run",
-    "simulated_score",
+    "run_comparison",
     "compare_methods",
     "doubling_sizes",
 ]
@@ -131,36 +144,78 @@ def _trace_from_adam(history, offset_iter=0, offset_time=0.0):
     )
 
 
-def _param_run(method, net_kind, task, *, budget_s, seed, steps, sim, out, resume, progress):
-    from ..params.base import get_parameterization
-
-    param = get_parameterization(net_kind, m=task.n_exc)
-    ckpt = None if out is None else Path(out) / "checkpoint"
-    if method == "moments-lbfgs":
-        from ..training.fit import fit
-
-        from ..params.ring import echeveste_theta
-
-        theta0 = echeveste_theta(param, task.inputs)  # where fit-baseline starts
-        ck_json = None if out is None else Path(out) / "checkpoint.json"
-        if resume and ck_json is not None and ck_json.exists():
-            theta0 = param.load_json(ck_json)
-        res = fit(param, task, method="jaxopt", max_iter=steps or 10_000, max_time=budget_s,
-                  theta0=theta0, seed=seed, checkpoint=ck_json, progress=progress)
-        hist, times = res.history[0], res.times[0]
-        trace = dict(iteration=list(range(len(hist))), wall_time_s=list(times), loss=list(hist))
-        return param, np.asarray(res.theta), trace, "closure (stationary)"
-    from ..training import adam as tr
-
-    common = dict(steps=steps or 100_000, seed=seed, max_time=budget_s, checkpoint_dir=ckpt,
-                  resume=resume, progress=progress)
-    if method == "moments-adam":
-        res = tr.train_moments_adam(param, task, **common)
-        kind = "closure (stationary)"
+def _lbfgs_run(param, task, *, budget_s, seed, steps, out, resume, progress):
+    """L-BFGS from where fit-baseline starts, or from ``out/checkpoint.json``."""
+    ck_json = None if out is None else Path(out) / "checkpoint.json"
+    if resume:
+        if ck_json is None or not ck_json.is_file():
+            raise FileNotFoundError(f"no checkpoint in {out} (looked for checkpoint.json): nothing to resume")
+        theta0 = param.load_json(ck_json)
     else:
-        res = tr.train_bptt(param, task, **sim, **common)
-        kind = "simulated (BPTT estimate)"
-    return param, np.asarray(res.theta), _trace_from_adam(res.history), kind
+        theta0 = echeveste_theta(param, task.inputs)
+    res = fit(param, task, method="jaxopt", max_iter=steps or 10_000, max_time=budget_s,
+              theta0=theta0, seed=seed, checkpoint=ck_json, progress=progress)
+    hist, times = res.history[0], res.times[0]
+    trace = dict(iteration=list(range(len(hist))), wall_time_s=list(times), loss=list(hist))
+    return np.asarray(res.theta), trace, "closure (stationary)"
+
+
+def _param_run(method, net_kind, task, *, budget_s, seed, steps, sim, out, resume, progress, t0):
+    """A run of a fixed-size parameterization (every method but growth)."""
+    param = get_parameterization(net_kind, m=task.n_exc)
+    if method == "moments-lbfgs":
+        theta, trace, kind = _lbfgs_run(param, task, budget_s=budget_s, seed=seed, steps=steps, out=out,
+                                        resume=resume, progress=progress)
+    else:
+        common = dict(steps=steps or 100_000, seed=seed, max_time=budget_s, resume=resume, progress=progress,
+                      checkpoint_dir=None if out is None else Path(out) / "checkpoint")
+        if method == "moments-adam":
+            res, kind = train_moments_adam(param, task, **common), "closure (stationary)"
+        else:
+            res, kind = train_bptt(param, task, **sim, **common), "simulated (BPTT estimate)"
+        theta, trace = np.asarray(res.theta), _trace_from_adam(res.history)
+    th = jnp.asarray(theta)
+    if out is not None:
+        param.save_json(th, Path(out) / "params.json")
+    return TrainingRun(method, net_kind, seed, trace, kind, param.network(th),
+                       np.asarray(param.inputs(th, jnp.asarray(task.inputs))), np.asarray(task.target_mean),
+                       np.asarray(task.target_cov), json.loads(param.to_json(th)), time.perf_counter() - t0,
+                       False, "")
+
+
+def _growth_run(task, *, budget_s, seed, steps, sim, out, resume, progress, t0):
+    """Growth of a general network on a doubling schedule, BPTT between splits."""
+    n_e = task.n_targets
+    n_i = task.n_net - task.n_exc or n_e
+    sizes = doubling_sizes(n_e, n_i)
+    deadline = t0 + budget_s
+
+    def train_fn(param, sub, theta, n_steps, seed, checkpoint_dir=None, resume=False):
+        # what is left of the budget, shared by this stage and the ones to come
+        # (the stage from the network's size: also right when grow resumes)
+        stage = sizes.index((param.n_e, param.n_i))
+        left = max(deadline - time.perf_counter(), 1.0) / (len(sizes) - stage)
+        return train_bptt(param, sub, theta0=theta, steps=n_steps, seed=seed, max_time=left,
+                          checkpoint_dir=checkpoint_dir, resume=resume, progress=None, **sim)
+
+    g = grow(task, sizes=sizes, steps_per_stage=steps or 100_000, train_fn=train_fn, seed=seed,
+             checkpoint_dir=None if out is None else Path(out) / "growth", resume=resume, progress=progress)
+    trace, it0, tt = dict(iteration=[], wall_time_s=[], loss=[]), 0, 0.0
+    for st in g.stages:
+        if st.train_history:
+            part = _trace_from_adam(st.train_history, it0, tt)
+            for k in trace:
+                trace[k] += part[k]
+        it0 += st.steps
+        tt += st.wall_time_s
+    inputs = np.asarray(g.param.inputs(jnp.asarray(g.theta), jnp.asarray(g.task.inputs)))
+    if out is not None:
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(g.theta))
+        atomic_write_bytes(Path(out) / "theta.npy", buf.getvalue())
+    return TrainingRun("growth", "general", seed, trace, "simulated (BPTT, current stage's targets)", g.net,
+                       inputs, np.asarray(g.task.target_mean), np.asarray(g.task.target_cov), None,
+                       time.perf_counter() - t0, False, "")
 
 
 def train_run(
@@ -174,9 +229,9 @@ def train_run(
     sim: Optional[dict] = None,
     out=None,
     resume: bool = False,
-    progress: bool = True,
+    progress: Optional[ProgressFn] = None,
 ) -> TrainingRun:
-    """Train with one method under a wall-time budget; never raises on a failed run.
+    """Train with one method under a wall-time budget; a failed run is returned, not raised.
 
     Args:
         method: one of ``METHODS``; net_kind: one of ``NETS`` (``general`` for growth).
@@ -186,7 +241,14 @@ def train_run(
             restarts for L-BFGS).
         steps: optional cap on iterations (default: only the budget stops it).
         sim: BPTT simulation settings (``n_trials``, ``t_max``, ``t_avg``, ``dt``).
-        out: folder for checkpoints (``resume=True`` continues from them).
+        out: folder for checkpoints and the final parameters (``params.json``, or
+            ``theta.npy`` for growth).
+        resume: continue from the checkpoints in ``out``; ``FileNotFoundError``
+            (raised, not a failed run) when there are none.
+        progress: ``Progress`` callback of the training (``None``: silent); a failed
+            run reports its failure through it.
+
+    Bad arguments raise ``ValueError``.
     """
     _check_choice("method", method, METHODS)
     _check_choice("net", net_kind, NETS)
@@ -194,116 +256,84 @@ def train_run(
         raise ValueError(f"growth grows a general network: use net 'general', got {net_kind!r}")
     if not (budget_s > 0 and math.isfinite(budget_s)):
         raise ValueError(f"budget_s must be a finite number > 0, got {budget_s!r}")
-    sim = dict(sim or {})
+    progress = as_callback(progress)
+    kw = dict(budget_s=budget_s, seed=seed, steps=steps, sim=dict(sim or {}), out=out, resume=resume,
+              progress=progress, t0=time.perf_counter())
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    empty = dict(iteration=[], wall_time_s=[], loss=[])
     try:
         if method == "growth":
-            from ..growth.grow import grow
-            from ..training.adam import train_bptt
-
-            n_e = task.n_targets
-            n_i = task.n_net - task.n_exc or n_e
-            sizes = doubling_sizes(n_e, n_i)
-            deadline = t0 + budget_s
-
-            def train_fn(param, sub, theta, n_steps, seed, checkpoint_dir=None, resume=False):
-                # what is left of the budget, shared by this stage and the ones to come
-                # (the stage from the network's size: also right when grow resumes)
-                stage = sizes.index((param.n_e, param.n_i))
-                left = max(deadline - time.perf_counter(), 1.0) / (len(sizes) - stage)
-                return train_bptt(param, sub, theta0=theta, steps=n_steps, seed=seed, max_time=left,
-                                  checkpoint_dir=checkpoint_dir, resume=resume, progress=False, **sim)
-
-            g = grow(task, sizes=sizes, steps_per_stage=steps or 100_000, train_fn=train_fn, seed=seed,
-                     checkpoint_dir=None if out is None else Path(out) / "growth", resume=resume,
-                     progress=progress)
-            trace, it0, tt = {k: [] for k in empty}, 0, 0.0
-            for st in g.stages:
-                if st.train_history:
-                    part = _trace_from_adam(st.train_history, it0, tt)
-                    for k in trace:
-                        trace[k] += part[k]
-                it0 += st.steps
-                tt += st.wall_time_s
-            net = g.net
-            inputs = np.asarray(g.param.inputs(jnp.asarray(g.theta), jnp.asarray(g.task.inputs)))
-            if out is not None:
-                np.save(Path(out) / "theta.npy", np.asarray(g.theta))
-            return TrainingRun(method, net_kind, seed, trace, "simulated (BPTT, current stage's targets)", net,
-                               inputs, np.asarray(g.task.target_mean), np.asarray(g.task.target_cov), None,
-                               time.perf_counter() - t0, False, "")
-        param, theta, trace, kind = _param_run(method, net_kind, task, budget_s=budget_s, seed=seed,
-                                               steps=steps, sim=sim, out=out, resume=resume,
-                                               progress=progress)
-        th = jnp.asarray(theta)
-        net = param.network(th)
-        inputs = np.asarray(param.inputs(th, jnp.asarray(task.inputs)))
-        params = json.loads(param.to_json(th))
-        if out is not None:
-            param.save_json(th, Path(out) / "params.json")
-        return TrainingRun(method, net_kind, seed, trace, kind, net, inputs, np.asarray(task.target_mean),
-                           np.asarray(task.target_cov), params, time.perf_counter() - t0, False, "")
+            return _growth_run(task, **kw)
+        return _param_run(method, net_kind, task, **kw)
+    except FileNotFoundError as exc:
+        if resume:  # nothing to resume from: the caller's mistake, not a failed run
+            raise
+        return _failed(method, net_kind, task, kw, progress, exc)
     except Exception as exc:  # a failed run is a result of the comparison, not a crash
-        msg = f"{type(exc).__name__}: {exc}"
-        if progress:
-            traceback.print_exc()
-        return TrainingRun(method, net_kind, seed, empty, "", None, None, np.asarray(task.target_mean),
-                           np.asarray(task.target_cov), None, time.perf_counter() - t0, True, msg)
+        return _failed(method, net_kind, task, kw, progress, exc)
+
+
+def _failed(method, net_kind, task, kw, progress, exc: BaseException) -> TrainingRun:
+    """A run that raised ``exc``, as a failed ``TrainingRun``."""
+    msg = f"{type(exc).__name__}: {exc}"
+    report(progress, Progress(f"train {method}:{net_kind}", 0, message=f"FAILED: {msg}"))
+    return TrainingRun(method, net_kind, kw["seed"], dict(iteration=[], wall_time_s=[], loss=[]), "", None, None,
+                       np.asarray(task.target_mean), np.asarray(task.target_cov), None,
+                       time.perf_counter() - kw["t0"], True, msg)
 
 
 # --------------------------------------------------------------------------- the comparison
-def _closure_loss(run: TrainingRun) -> float:
-    from ..losses.moment import moment_loss
-    from ..closure.stationary import stationary_solve
+class ScoredRun(NamedTuple):
+    """A training run with its scores: ``sim`` (``SimulatedScore`` or None if the run
+    failed), ``closure`` (closure loss of the final network, NaN if none), ``failed``
+    and ``failure`` (the run's, or why its network failed the scoring), ``tag``."""
 
-    m, info = stationary_solve(run.net, jnp.asarray(run.inputs))
-    if not bool(np.all(np.asarray(info.stable))):
-        return float("inf")
-    M = run.target_mean.shape[1]
-    mm = Moments(m.mean[:, :M], m.cov[:, :M, :M])
-    return float(moment_loss(mm, jnp.asarray(run.target_mean), jnp.asarray(run.target_cov)))
+    run: TrainingRun
+    sim: Optional[SimulatedScore]
+    closure: float
+    failed: bool
+    failure: str
+    tag: str
 
 
-def _figures(results, out: Path):
-    from .plotting import new_figure, save
+def _score(run: TrainingRun, tag: str, score: dict) -> ScoredRun:
+    if run.failed:
+        return ScoredRun(run, None, float("nan"), True, run.failure, tag)
+    closure = network_closure_loss(run.net, run.inputs, run.target_mean, run.target_cov).loss
+    sc = simulated_score(run.net, run.inputs, run.target_mean, run.target_cov, **score)
+    if not math.isfinite(sc.loss):
+        return ScoredRun(run, sc, closure, True,
+                         f"simulation diverged (diverged trials per stimulus {sc.n_diverged.tolist()})", tag)
+    return ScoredRun(run, sc, closure, False, "", tag)
 
-    fig, axes = new_figure(1, 2, size=(4.6, 3.4))
-    for r in results:
-        run = r["run"]
-        if not run.trace["loss"]:
-            continue
-        loss = np.asarray(run.trace["loss"], float)
-        loss = np.where(np.isfinite(loss), loss, np.nan)
-        axes[0, 0].semilogy(run.trace["iteration"], loss, label=run.label)
-        axes[0, 1].semilogy(run.trace["wall_time_s"], loss, label=run.label)
-    axes[0, 0].set(xlabel="iteration", ylabel="training loss (each method's own)")
-    axes[0, 1].set(xlabel="wall time (s)", ylabel="training loss (each method's own)")
-    axes[0, 0].legend(fontsize=7)
-    paths = [save(fig, out / "loss_curves.png")]
 
-    ok = [r for r in results if r["sim"] is not None]
-    if ok:
-        fig, axes = new_figure(1, 3, size=(3.6, 3.2))
-        for r in ok:
-            run, sc = r["run"], r["sim"]
-            tm, tc = run.target_mean, run.target_cov
-            sv = np.diagonal(sc.moments.cov, axis1=-2, axis2=-1)
-            axes[0, 0].plot(tm.ravel(), sc.moments.mean.ravel(), ".", ms=3, label=run.label)
-            axes[0, 1].plot(np.sqrt(np.diagonal(tc, axis1=-2, axis2=-1)).ravel(), np.sqrt(sv).ravel(), ".", ms=3)
-            axes[0, 2].bar(run.label, sc.loss)
-        for ax in axes[0, :2]:
-            lo, hi = ax.get_xlim()
-            ax.plot([lo, hi], [lo, hi], "k:", lw=0.8)
-        axes[0, 0].set(xlabel="target mean (mV)", ylabel="simulated mean (mV)")
-        axes[0, 1].set(xlabel="target std (mV)", ylabel="simulated std (mV)")
-        axes[0, 2].set(ylabel="simulated loss (eq. 7)", yscale="log")
-        axes[0, 2].tick_params(axis="x", labelrotation=60, labelsize=6)
-        axes[0, 0].legend(fontsize=6)
-        paths.append(save(fig, out / "simulated_vs_targets.png"))
-    return paths
+def run_comparison(task: Task, *, runs: Sequence[Tuple[str, str]] = DEFAULT_RUNS, seeds: Sequence[int] = (0,),
+                   budget_s: float = 300.0, steps: Optional[int] = None, runs_dir=None, sim: Optional[dict] = None,
+                   score: Optional[dict] = None, progress: Optional[ProgressFn] = None) -> List[ScoredRun]:
+    """Train every (method, net) of ``runs`` for every seed with the same budget and
+    score each final network (module docstring).  ``runs_dir``: folder of the runs'
+    checkpoints and parameters (one sub-folder per run; None: none).  Returns the
+    scored runs in order."""
+    for method, net_kind in runs:
+        _check_choice("method", method, METHODS)
+        _check_choice("net", net_kind, NETS)
+    progress = as_callback(progress)
+    results = []
+    for method, net_kind in runs:
+        for seed in seeds:
+            tag = f"{method}_{net_kind}_seed{seed}"
+            say = lambda msg: report(progress, Progress(f"compare {tag}", 0, message=msg))  # noqa: E731
+            say(f"training for up to {budget_s:.0f} s")
+            run = train_run(method, net_kind, task, budget_s=budget_s, seed=seed, steps=steps, sim=sim,
+                            out=None if runs_dir is None else Path(runs_dir) / tag, progress=progress)
+            if not run.failed:
+                say("scoring by a long simulation")
+            r = _score(run, tag, dict(score or {}))
+            simloss = "-" if r.sim is None else f"{r.sim.loss:.4g}"
+            say(f"{'FAILED: ' + r.failure if r.failed else 'ok'}; simulated loss {simloss}; "
+                f"closure loss {r.closure:.4g}; {run.wall_time_s:.0f} s")
+            results.append(r)
+    return results
 
 
 def compare_methods(
@@ -316,106 +346,21 @@ def compare_methods(
     out="out/compare",
     sim: Optional[dict] = None,
     score: Optional[dict] = None,
-    progress: bool = True,
+    progress: Optional[ProgressFn] = None,
 ) -> dict:
     """Run every (method, net) of ``runs`` for every seed with the same budget, score
-    each final network by a long simulation (:func:`simulated_score`) and write
-    ``summary.json``, ``report.md`` and figures to ``out``.  Returns the summary dict.
-    ``steps`` optionally caps the iterations of every run (per stage for growth).
+    each final network by a long simulation (``simulated_score``) and write
+    ``summary.json``, ``report.md`` and figures to ``out`` (the runs' checkpoints in
+    ``out/runs``).  Returns the summary dict.  ``steps`` optionally caps the
+    iterations of every run (per stage for growth).
 
     The summary names the method with the lowest simulated loss (median over its
     successful seeds) and the wall time it took, and the fraction of failed seeds of
     every method.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for method, net_kind in runs:
-        _check_choice("method", method, METHODS)
-        _check_choice("net", net_kind, NETS)
-    results = []
-    t_all = time.perf_counter()
-    for method, net_kind in runs:
-        for seed in seeds:
-            tag = f"{method}_{net_kind}_seed{seed}"
-            if progress:
-                print(f"[compare] {tag}: training for up to {budget_s:.0f} s", flush=True)
-            run = train_run(method, net_kind, task, budget_s=budget_s, seed=seed, steps=steps, sim=sim,
-                            out=out / "runs" / tag, progress=progress)
-            sc, closure = None, float("nan")
-            failed, failure = run.failed, run.failure
-            if not failed:
-                closure = _closure_loss(run)
-                if progress:
-                    print(f"[compare] {tag}: scoring by a long simulation", flush=True)
-                sc = simulated_score(run.net, run.inputs, run.target_mean, run.target_cov, **(score or {}))
-                if not math.isfinite(sc.loss):
-                    failed, failure = True, f"simulation diverged (diverged trials per stimulus {sc.n_diverged.tolist()})"
-            results.append(dict(run=run, sim=sc, closure=closure, failed=failed, failure=failure, tag=tag))
-            if progress:
-                simloss = "-" if sc is None else f"{sc.loss:.4g}"
-                print(f"[compare] {tag}: {'FAILED: ' + failure if failed else 'ok'}; simulated loss {simloss}; "
-                      f"closure loss {closure:.4g}; {run.wall_time_s:.0f} s", flush=True)
-
-    rows = []
-    for r in results:
-        run, sc = r["run"], r["sim"]
-        rows.append(dict(
-            tag=r["tag"], method=run.method, net=run.net_kind, seed=run.seed, failed=r["failed"],
-            failure=r["failure"], loss_kind=run.loss_kind, iterations=len(run.trace["loss"]),
-            final_training_loss=(run.trace["loss"][-1] if run.trace["loss"] else None),
-            closure_loss=r["closure"], simulated_loss=(None if sc is None else sc.loss),
-            simulated_loss_per_stimulus=(None if sc is None else sc.loss_per_stimulus.tolist()),
-            n_diverged=(None if sc is None else sc.n_diverged.tolist()), wall_time_s=run.wall_time_s,
-            trace=run.trace, params=run.params,
-        ))
-    per_method = {}
-    for method, net_kind in runs:
-        mine = [row for row in rows if row["method"] == method and row["net"] == net_kind]
-        good = [row for row in mine if not row["failed"]]
-        per_method[f"{method}:{net_kind}"] = dict(
-            failed_fraction=1.0 - len(good) / len(mine),
-            median_simulated_loss=(float(np.median([row["simulated_loss"] for row in good])) if good else None),
-            best_simulated_loss=(min(row["simulated_loss"] for row in good) if good else None),
-            median_wall_time_s=float(np.median([row["wall_time_s"] for row in mine])),
-        )
-    ranked = sorted((v["median_simulated_loss"], k) for k, v in per_method.items()
-                    if v["median_simulated_loss"] is not None)
-    winner = None
-    if ranked:
-        k = ranked[0][1]
-        winner = dict(run=k, median_simulated_loss=ranked[0][0], median_wall_time_s=per_method[k]["median_wall_time_s"])
-    summary = dict(task=task.name, seeds=list(seeds), budget_s=budget_s, steps=steps, runs=[list(r) for r in runs],
-                   per_method=per_method, winner=winner, rows=rows, total_wall_time_s=time.perf_counter() - t_all,
-                   score_settings=dict(score or {}), bptt_settings=dict(sim or {}))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    figs = _figures(results, out)
-    _write_report(summary, figs, out)
-    return summary
-
-
-def _write_report(summary: dict, figs, out: Path) -> None:
-    L = [f"# Training methods compared on task '{summary['task']}'", ""]
-    L.append(f"Seeds {summary['seeds']}, budget {summary['budget_s']:.0f} s of training per run; "
-             f"total {summary['total_wall_time_s']:.0f} s. Every final network is scored by a long "
-             "simulation (eq. 7 on simulated moments): the ground truth for every method.")
-    L.append("")
-    w = summary["winner"]
-    if w:
-        L.append(f"**Lowest simulated loss: {w['run']}** with median simulated loss {w['median_simulated_loss']:.4g}, "
-                 f"reached in {w['median_wall_time_s']:.0f} s of wall time.")
-    else:
-        L.append("**Every run failed.**")
-    L += ["", "| run | failed seeds | median simulated loss | best | median wall time (s) |", "|---|---|---|---|---|"]
-    for k, v in summary["per_method"].items():
-        fmt = lambda x: "-" if x is None else f"{x:.4g}"  # noqa: E731
-        L.append(f"| {k} | {v['failed_fraction']:.0%} | {fmt(v['median_simulated_loss'])} | "
-                 f"{fmt(v['best_simulated_loss'])} | {v['median_wall_time_s']:.0f} |")
-    L += ["", "| run | iterations | final training loss (own kind) | closure loss | simulated loss | failure |",
-          "|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        fl = row["final_training_loss"]
-        sl = row["simulated_loss"]
-        L.append(f"| {row['tag']} | {row['iterations']} | {'-' if fl is None else f'{fl:.4g}'} ({row['loss_kind']}) | "
-                 f"{row['closure_loss']:.4g} | {'-' if sl is None else f'{sl:.4g}'} | {row['failure'] or ''} |")
-    L += [""] + [f"![{Path(p).stem}]({Path(p).name})" for p in figs]
-    (out / "report.md").write_text("\n".join(L) + "\n")
+    t0 = time.perf_counter()
+    results = run_comparison(task, runs=runs, seeds=seeds, budget_s=budget_s, steps=steps,
+                             runs_dir=Path(out) / "runs", sim=sim, score=score, progress=progress)
+    settings = dict(task=task.name, seeds=list(seeds), budget_s=budget_s, steps=steps, runs=[list(r) for r in runs],
+                    score_settings=dict(score or {}), bptt_settings=dict(sim or {}))
+    return write_comparison(results, settings, out, total_wall_time_s=time.perf_counter() - t0)

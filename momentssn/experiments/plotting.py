@@ -10,10 +10,12 @@ Units in labels: u in mV, time in ms, frequency in Hz.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from typing import Optional, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -27,6 +29,7 @@ __all__ = [
     "sweep_figure",
     "spectrum_figure",
     "default_neurons",
+    "write_crosscheck_figures",
 ]
 
 E_COLOR = "#c0392b"
@@ -110,7 +113,7 @@ def crosscheck_figure(report, stimuli: Optional[Sequence[int]] = None, max_point
     stimuli = list(range(B)) if stimuli is None else list(stimuli)
     exc = _is_exc(report.labels)
     fig, axes = new_figure(1, 3, size=(3.6, 3.4))
-    cmap = __import__("matplotlib").colormaps["viridis"]
+    cmap = matplotlib.colormaps["viridis"]
     iu = np.triu_indices(N, 1)
     sel = _subsample(iu[0].size, max(1, max_points // max(len(stimuli), 1)))
     iu = (iu[0][sel], iu[1][sel])
@@ -163,7 +166,7 @@ def transient_figure(report, neurons: Optional[Sequence[int]] = None,
         raise ValueError(f"stimuli {missing} have no transient (compared: {have})")
     neurons = default_neurons(report.labels) if neurons is None else list(neurons)
     fig, axes = new_figure(len(stimuli), 2, size=(4.2, 2.8))
-    cmap = __import__("matplotlib").colormaps["tab10"]
+    cmap = matplotlib.colormaps["tab10"]
     sel = _subsample(tr.t.size, max_markers)
     for r, bs in enumerate(stimuli):
         b = have.index(bs)  # row of the transient arrays
@@ -197,7 +200,7 @@ def sweep_figure(x, report, neurons: Optional[Sequence[int]] = None, xlabel: str
     x = np.asarray(x, float)
     neurons = default_neurons(report.labels) if neurons is None else list(neurons)
     fig, axes = new_figure(1, 3, size=(3.8, 3.2))
-    cmap = __import__("matplotlib").colormaps["tab10"]
+    cmap = matplotlib.colormaps["tab10"]
     sd_th = np.sqrt(np.maximum(np.diagonal(report.theory.cov, axis1=-2, axis2=-1), 0.0))
     sd_sim = np.sqrt(np.maximum(np.diagonal(report.sim.cov, axis1=-2, axis2=-1), 0.0))
     for j, i in enumerate(neurons):
@@ -233,14 +236,14 @@ def sweep_figure(x, report, neurons: Optional[Sequence[int]] = None, xlabel: str
 
 
 def spectrum_figure(freqs, spectrum, labels: Sequence[str], peak=None, title: Optional[str] = None) -> Figure:
-    """Auto-spectra (F, N) of u vs frequency (Hz), log power; ``peak`` (N,) marks peaks."""
+    """Auto-spectra (F, N) of u vs frequency (Hz), log power; ``peak`` (N,) marks peaks (NaN: none)."""
     freqs, spectrum = np.asarray(freqs), np.asarray(spectrum)
     fig, axes = new_figure(1, 1, size=(4.6, 3.2))
     ax = axes[0, 0]
     for i, lab in enumerate(labels):
         col = E_COLOR if lab.startswith("E") else I_COLOR
         ax.semilogy(freqs, spectrum[:, i], color=col, label=lab)
-        if peak is not None:
+        if peak is not None and np.isfinite(np.asarray(peak)[i]):  # NaN: no peak
             ax.axvline(float(np.asarray(peak)[i]), color=col, lw=0.8, ls=":")
     ax.set_xlabel("frequency (Hz)")
     ax.set_ylabel("power (mV$^2$/Hz)")
@@ -248,3 +251,23 @@ def spectrum_figure(freqs, spectrum, labels: Sequence[str], peak=None, title: Op
     if title:
         ax.set_title(title, fontsize=9)
     return fig
+
+
+def write_crosscheck_figures(report, path, neurons: Optional[Sequence[int]] = None,
+                             stimuli: Optional[Sequence[int]] = None,
+                             transient_stimuli: Optional[Sequence[int]] = None):
+    """Write the scatter figure of a ``CrosscheckReport`` to ``path`` (and, if the report
+    has a transient, the time courses to "<stem>_transient<suffix>"); returns the report
+    with ``figures`` ({name: path}) filled in.
+
+    ``stimuli``: stimuli in the scatter (default all); ``transient_stimuli``: rows of the
+    transient figure (default: up to 3); ``neurons``: neurons of the transient figure.
+    """
+    root, ext = os.path.splitext(os.fspath(path))
+    ext = ext or ".png"
+    figs = dict(report.figures)
+    figs["scatter"] = save(crosscheck_figure(report, stimuli=stimuli), root + ext)
+    if report.transient is not None:
+        figs["transient"] = save(transient_figure(report, neurons=neurons, stimuli=transient_stimuli),
+                                 root + "_transient" + ext)
+    return dataclasses.replace(report, figures=figs)

@@ -13,7 +13,8 @@ import pytest
 
 import momentssn as ms
 from momentssn.cli import main
-from momentssn.experiments.compare import doubling_sizes, simulated_score, train_run
+from momentssn.experiments.compare import doubling_sizes, train_run
+from momentssn.losses.simulated import simulated_score
 from momentssn.tasks import Task
 
 SIM = dict(n_trials=16, t_max=60.0, t_avg=20.0, dt=0.5)  # BPTT settings of the tiny runs

@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 import momentssn as ms
-from momentssn.experiments.crosscheck import CrosscheckReport, compare_moments, crosscheck, relative_error
+from momentssn.experiments.crosscheck import crosscheck
+from momentssn.experiments.crosscheck_report import CrosscheckReport
+from momentssn.experiments.crosscheck_stats import compare_moments, relative_error
+from momentssn.experiments.plotting import write_crosscheck_figures
 
 SIM = dict(t_max=6000.0, dt=0.5, n_trials=128, burn_in=1000.0)
 
@@ -32,8 +35,9 @@ def ou_report():
 @pytest.fixture(scope="module")
 def twopop_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("crosscheck") / "twopop.png"
-    return crosscheck(ms.SSN.two_population(), jnp.array([[15.0, 15.0]]), seed=3, transient=True,
-                      transient_t_max=100.0, transient_trials=128, figure=out, **SIM)
+    report = crosscheck(ms.SSN.two_population(), jnp.array([[15.0, 15.0]]), seed=3, transient=True,
+                        transient_t_max=100.0, transient_trials=128, **SIM)
+    return write_crosscheck_figures(report, out)
 
 
 def test_ou_consistent_within_4_se(ou_report):

@@ -1,0 +1,84 @@
+"""The 15-parameter baseline fit as an experiment (``momentssn fit-baseline``).
+
+:func:`fit_baseline` fits ``Baseline15`` to a task by L-BFGS on the stationary
+closure (``momentssn.fit``), starting from the published optimizer's start
+(``echeveste_theta``) or from the checkpoint of an interrupted run, and writes into
+``out``: ``checkpoint.json`` (best parameters so far, after every iteration),
+``result.json`` (loss, the 15 physical parameters, per-stimulus losses, iterations,
+wall time, loss history and theta; strict JSON) and the figures and summaries of
+:func:`momentssn.experiments.report.baseline_report`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+from .._util import atomic_write_json
+from ..params.base import get_parameterization
+from ..params.ring import echeveste_theta
+from ..progress import Progress, ProgressFn, report
+from ..tasks import Task
+from ..training.fit import FitResult, fit
+from .report import baseline_report
+
+__all__ = ["fit_baseline", "BaselineRun", "CHECKPOINT"]
+
+#: The fit's checkpoint file inside the output folder (best theta so far, JSON).
+CHECKPOINT = "checkpoint.json"
+
+
+class BaselineRun(NamedTuple):
+    """What :func:`fit_baseline` returns: the fit and the report's summary."""
+
+    fit: FitResult
+    summary: dict
+
+
+def _result(task_label: str, loss_kind: str, res: FitResult) -> dict:
+    """result.json of a fit (strict JSON: a non-finite loss is null, with the reason)."""
+    doc = dict(task=task_label, loss=res.loss, params=res.params, loss_per_stimulus=res.loss_per_stimulus,
+               iterations=res.iterations, restarts=res.restarts, wall_time_s=res.wall_time_s,
+               method=res.method, loss_kind=loss_kind, message=res.message, history=res.history,
+               theta=[float(v) for v in res.theta])
+    if res.iterations == 0:
+        doc["loss_note"] = "no iteration completed within the budget: the loss was never evaluated"
+    return doc
+
+
+def fit_baseline(task: Task, out, *, task_label: str = "", method: str = "jaxopt", restarts: int = 2,
+                 max_iter: int = 300, max_time: float = 110.0, seed: int = 0, loss: str = "stationary",
+                 resume: bool = False, check: bool = True, progress: Optional[ProgressFn] = None) -> BaselineRun:
+    """Fit Baseline15 to ``task`` and write result.json, checkpoint and figures to ``out``.
+
+    Args:
+        task: the task; ``task_label`` how result.json names it (e.g. the --task value).
+        out: output folder (created).
+        method, restarts, max_iter, max_time (s, all starts, compilation included),
+            seed, loss: as in :func:`momentssn.fit`.
+        resume: start from ``out/checkpoint.json``; ``FileNotFoundError`` naming the
+            folder if there is none (a mistyped path must not restart from scratch).
+        check: score the fitted network by a simulation (``simulation_check.*``).
+        progress: ``Progress`` callback (``None``: silent).
+    """
+    out = Path(out)
+    param = get_parameterization("baseline15", m=int(task.n_exc))
+    ckpt = out / CHECKPOINT
+    if resume:
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"no checkpoint in {out} (looked for {CHECKPOINT}): nothing to resume")
+        theta0 = param.load_json(ckpt)
+        report(progress, Progress("fit-baseline", 0, message=f"resuming from {ckpt}"))
+    else:  # the published optimizer's start (a weak, nearly linear network)
+        theta0 = echeveste_theta(param, task.inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    report(progress, Progress("fit-baseline", 0, message=(
+        f"fitting Baseline15 to task '{task.name}' ({task.inputs.shape[0]} stimuli) with L-BFGS ({method}), "
+        f"{restarts} restarts, budget {max_time:.0f} s")))
+    res = fit(param, task, method=method, restarts=restarts, seed=seed, max_iter=max_iter, max_time=max_time,
+              loss=loss, theta0=theta0, checkpoint=ckpt, progress=progress)
+    report(progress, Progress("fit-baseline", res.iterations, loss=res.loss, elapsed_s=res.wall_time_s,
+                              message=f"final loss after {res.iterations} iterations"))
+    atomic_write_json(out / "result.json", _result(task_label or task.name, loss, res))
+    summary = baseline_report(param, task, res, out, simulate_check=check, progress=progress)
+    return BaselineRun(res, summary)
