@@ -28,6 +28,7 @@ import numpy as np
 
 from .._util import to_json
 from ..errors import UnstableNetworkError
+from ..losses._args import check_progress
 from ..losses.closure import ClosureScore, network_closure_loss
 from ..losses.moment import LossWeights
 from ..model import SSN
@@ -208,7 +209,7 @@ class _AdamTrainer(NamedTuple):
 
     def __call__(self, param, task, theta, n_steps, seed, checkpoint_dir=None, resume=False):
         kw = dict(self.options)
-        kw.setdefault("progress", False)
+        kw.setdefault("progress", None)  # silent unless train_options say otherwise
         return self.fn(param, task, theta0=theta, steps=n_steps, seed=seed, checkpoint_dir=checkpoint_dir,
                        resume=resume, **kw)
 
@@ -451,7 +452,7 @@ def grow(
                              target_order=target_order, i_order=i_order, d_noise=d_noise)
     policy = get_split_policy(split_policy)
     train = _resolve_train_fn(train_fn, train_options)
-    progress = _check_progress(progress)
+    progress = check_progress(progress)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir")
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -489,14 +490,6 @@ def grow(
         i_cells=state.i_cells, task=subtask(task, state.e_cells, state.i_cells), stages=list(state.stages),
         wall_time_s=time.perf_counter() - t_start,
     )
-
-
-def _check_progress(progress) -> Optional[ProgressFn]:
-    if progress is None or progress is False:  # False: silent, as the old flag
-        return None
-    if not callable(progress):
-        raise ValueError(f"progress must be a ProgressFn (a callable taking a Progress) or None, got {progress!r}")
-    return progress
 
 
 def _run_stage(state: _State, s: int, schedule: GrowthSchedule, task: Task, train, policy: SplitPolicy,

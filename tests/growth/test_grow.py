@@ -75,6 +75,26 @@ def test_grow_resumes_from_its_checkpoint(tiny_task, tmp_path):
     np.testing.assert_array_equal(resumed.theta, straight.theta)
     assert resumed.targets == straight.targets and resumed.i_cells == straight.i_cells
     assert [s.splits for s in resumed.stages] == [s.splits for s in straight.stages]
+    assert [s.loss for s in resumed.stages] == [s.loss for s in straight.stages]
+
+
+def test_grow_reports_progress_and_refuses_to_resume_from_nothing(tiny_task, tmp_path):
+    """Progress goes to the callback (one event per stage, one on resume), never to
+    stdout; resume=True in a folder without a checkpoint names the folder."""
+    kw = dict(sizes=[(1, 1), (3, 3)], steps_per_stage=0, split_policy="round_robin")
+    events = []
+    grow(tiny_task, train_fn=_Recorder(), checkpoint_dir=tmp_path / "run", progress=events.append, **kw)
+    assert [(e.task, e.step, e.total) for e in events] == [("growth", 1, 2), ("growth", 2, 2)]
+    assert "3 E + 3 I" in events[-1].message and events[-1].loss > 0
+    events.clear()
+    grow(tiny_task, train_fn=_Recorder(), checkpoint_dir=tmp_path / "run", resume=True, progress=events.append,
+         **kw)
+    assert len(events) == 1 and "resumed" in events[0].message and events[0].step == 2
+    empty = tmp_path / "empty"
+    with pytest.raises(FileNotFoundError, match=str(empty)):
+        grow(tiny_task, train_fn=_Recorder(), checkpoint_dir=empty, resume=True, **kw)
+    with pytest.raises(ValueError, match="progress"):
+        grow(tiny_task, train_fn=_Recorder(), progress=True, **kw)
 
 
 def test_grow_resumes_inside_a_stage_from_the_trainer_checkpoint(tiny_task, tmp_path):
@@ -102,7 +122,7 @@ def test_grow_resumes_inside_a_stage_from_the_trainer_checkpoint(tiny_task, tmp_
         grow(tiny_task, train_options=dict(sim, checkpoint_dir=tmp_path), **kw)
 
 
-def test_grow_reports_an_unstable_stage(tiny_task):
+def test_grow_reports_an_unstable_stage(tiny_task, tmp_path):
     """A trainer that makes the network unstable: recorded (stable=False, loss inf) with a
     warning, and the (neutral) split keeps it unstable."""
 
@@ -111,10 +131,15 @@ def test_grow_reports_an_unstable_stage(tiny_task):
         logw = theta[a:b].reshape(f.shape).at[:, : param.n_e].add(np.log(20.0))  # 20x excitation
         return theta.at[a:b].set(logw.ravel())
 
+    kw = dict(sizes=[(1, 1), (3, 3)], steps_per_stage=[1, 0], train_fn=explode, checkpoint_dir=tmp_path)
     with pytest.warns(RuntimeWarning, match="not stable"):
-        res = grow(tiny_task, sizes=[(1, 1), (3, 3)], steps_per_stage=[1, 0], train_fn=explode, progress=False)
+        res = grow(tiny_task, progress=False, **kw)
     assert [s.stable for s in res.stages] == [False, False]
     assert res.stages[0].loss == np.inf and res.net.satisfies_dale() and res.net.N == 6
+    # the checkpoint (strict JSON: inf is written as null) reads back inf
+    done = grow(tiny_task, resume=True, **kw)
+    assert [s.loss for s in done.stages] == [np.inf, np.inf]
+    np.testing.assert_array_equal(done.theta, res.theta)
 
 
 def test_unstable_initialization_raises_after_a_few_attempts(tiny_task):
