@@ -49,6 +49,7 @@ __all__ = [
     "Field",
     "INPUT_FIELDS",
     "Parameterization",
+    "DaleMixing",
     "get_parameterization",
     "register_parameterization",
     "parameterization_from_json",
@@ -393,6 +394,24 @@ class Parameterization:
         """``from_json`` of the file at ``path``."""
         with open(os.fspath(path)) as fh:
             return self.from_json(fh.read())
+
+
+class DaleMixing:
+    """Free weights under Dale's law and noise through a free mixing matrix (a mixin for
+    parameterizations with fields ``w_abs`` (N, N) mV/Hz and ``mix`` (N, D) mV):
+
+        W_ij = s_j w_abs_ij    (s_j = +1 for E columns, -1 for I: ``dale_signs``)
+        Sigma_eta = L L^T      (L = ``mix``: PSD by construction)
+    """
+
+    def connectivity(self, params) -> jax.Array:
+        """W = w_abs * s[None, :] (N, N), mV/Hz."""
+        return params["w_abs"] * self.dale_signs()[None, :]
+
+    def noise_covariance(self, params) -> jax.Array:
+        """Sigma_eta = L L^T (N, N), mV^2."""
+        L = params["mix"]
+        return L @ L.T
 
 
 # --------------------------------------------------------------------------- registry

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..growth.split import check_neuron_index, duplication_index
-from .base import INPUT_FIELDS, Field, Parameterization, register_parameterization
+from .base import INPUT_FIELDS, DaleMixing, Field, Parameterization, register_parameterization
 from .ring import BASELINE15_DEFAULTS, von_mises_kernel
 
 __all__ = ["Growing", "two_population_defaults"]
@@ -57,7 +57,7 @@ def _two_population_defaults() -> Dict[str, float]:
 
 @register_parameterization
 @dataclasses.dataclass(frozen=True)
-class Growing(Parameterization):
+class Growing(DaleMixing, Parameterization):
     """A size-varying SSN parameterization: n_e E cells then n_i I cells, everything free.
 
         W_ab = s_b w_abs_ab            (s_b = +1 E, -1 I: Dale's law; w_abs log-parameterized)
@@ -121,16 +121,7 @@ class Growing(Parameterization):
             Field("f_in", (N, N), "real", ""),
         ) + INPUT_FIELDS
 
-    # ---- network and input
-    def connectivity(self, params) -> jax.Array:
-        """W = w_abs * s[None, :] (N, N), mV/Hz."""
-        return params["w_abs"] * self.dale_signs()[None, :]
-
-    def noise_covariance(self, params) -> jax.Array:
-        """Sigma_eta = L L^T (N, N), mV^2."""
-        L = params["mix"]
-        return L @ L.T
-
+    # ---- network and input (connectivity, noise_covariance: DaleMixing)
     def noise_factor(self, theta) -> jax.Array:
         """L = ``mix`` (N, d_noise), L L^T = noise_cov: for ``simulate(..., noise_factor=L)``."""
         return self.field(theta, "mix")

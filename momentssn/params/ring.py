@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._util import psd_sqrt
-from .base import INPUT_FIELDS, Field, Parameterization, register_parameterization
+from .base import INPUT_FIELDS, DaleMixing, Field, Parameterization, register_parameterization
 
 __all__ = [
     "Baseline15",
@@ -334,7 +334,7 @@ class Ring(_FromBaseline, Parameterization):
 
 @register_parameterization
 @dataclasses.dataclass(frozen=True)
-class General(_FromBaseline, Parameterization):
+class General(_FromBaseline, DaleMixing, Parameterization):
     """Unstructured SSN: every weight and every noise-mixing entry free.
 
         W_ij = s_j w_abs_ij   (s_j = +1 for E, -1 for I: Dale's law; w_abs log-parameterized)
@@ -356,15 +356,6 @@ class General(_FromBaseline, Parameterization):
             Field("w_abs", (N, N), "positive", "mV/Hz"),
             Field("mix", (N, N), "real", "mV"),
         ) + INPUT_FIELDS
-
-    def connectivity(self, params) -> jax.Array:
-        """W = w_abs * s[None, :] (N, N), mV/Hz."""
-        return params["w_abs"] * self.dale_signs()[None, :]
-
-    def noise_covariance(self, params) -> jax.Array:
-        """Sigma_eta = L L^T (N, N), mV^2."""
-        L = params["mix"]
-        return L @ L.T
 
     def params_from_arrays(self, W_abs, noise_cov, input_params) -> Dict[str, object]:
         """Physical params from |W| (floored at 1e-300) and Sigma_eta (L = Sigma_eta^(1/2))."""
