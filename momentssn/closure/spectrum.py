@@ -29,7 +29,7 @@ from jax.scipy.linalg import expm
 from . import equations as closure
 from ..model import SSN, check_finite
 from ..moments import Moments
-from .arguments import check_moments, check_stimulus, check_vector
+from .arguments import check_moments, check_net, check_stimulus, check_vector
 from .stationary import stationary_moments
 
 __all__ = ["lagged_covariance", "power_spectrum", "peak_frequency", "SpectralPeak"]
@@ -70,8 +70,8 @@ def lagged_covariance(net: SSN, h, lags, moments: Moments | None = None) -> jax.
     Raises:
         ValueError: a bad argument; UnstableNetworkError: see ``stationary_moments``.
     """
+    lags = check_vector("lags", lags, check_net(net).W.dtype)
     h, m = _stationary(net, h, moments)
-    lags = check_vector("lags", lags, net.W.dtype)
     f = lambda mu, S: _lagged_one(net, mu, S, lags)  # noqa: E731
     return jax.vmap(f)(m.mean, m.cov) if h.ndim == 2 else f(m.mean, m.cov)
 
@@ -111,8 +111,8 @@ def power_spectrum(
     Raises:
         ValueError: a bad argument; UnstableNetworkError: see ``stationary_moments``.
     """
+    freqs = check_vector("freqs", freqs, check_net(net).W.dtype)
     h, m = _stationary(net, h, moments)
-    freqs = check_vector("freqs", freqs, net.W.dtype)
     f = lambda mu, S: _spectrum_one(net, mu, S, freqs, full)  # noqa: E731
     return jax.vmap(f)(m.mean, m.cov) if h.ndim == 2 else f(m.mean, m.cov)
 

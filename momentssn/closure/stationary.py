@@ -116,6 +116,10 @@ class SolveInfo(NamedTuple):
     warm_start: ``WarmStart`` at the solution (its K is the one of Newton's last
         Jacobian, exact at the solution when the solve was differentiated): pass it
         as ``init`` to the next solve at nearby parameters.
+    mean_residual: max |-mu + h + W nu| / (1 + |mu|) at Newton's final iterate; ~0
+        when that iterate is a fixed point of the mean (then an unconverged solve
+        with max_real_eig >= 0 means: the fixed point is unstable, no stationary
+        covariance exists there).  None when not computed.
     """
 
     converged: jax.Array
@@ -123,6 +127,7 @@ class SolveInfo(NamedTuple):
     residual: jax.Array
     max_real_eig: jax.Array
     warm_start: Optional[WarmStart] = None
+    mean_residual: Optional[jax.Array] = None
 
     @property
     def stable(self) -> jax.Array:
@@ -281,7 +286,8 @@ def _tolerance(dtype) -> float:
 # --------------------------------------------------------------------------- implicit VJP
 @jax.custom_vjp
 def _solve_core(net: SSN, h: jax.Array, z0: jax.Array, K0: jax.Array):
-    """(mu, S, aux, K): aux = [converged, iterations, residual, max_real_eig] (floats);
+    """(mu, S, aux, K): aux = [converged, iterations, residual, max_real_eig,
+    mean_residual] (floats);
     K (N, N) the variance sensitivity of the last Newton Jacobian, a warm start for the
     next solve (at the root when differentiated, see ``_solve``)."""
     out, _ = _solve(net, h, z0, K0, exact_K=False)
@@ -320,6 +326,14 @@ def _from_rest(net, h):
     return jnp.concatenate([mu, jnp.diagonal(S)])
 
 
+def _mean_residual(net: SSN, h, z) -> jax.Array:
+    """max |-mu + h + W nu(mu, s)| / (1 + |mu|) at z = (mu, s) (2N,): ~0 at a fixed
+    point of the mean (one expectation, no Lyapunov solve)."""
+    mu, s = z[: net.N], z[net.N :]
+    nu, _ = closure.expectations(net, mu, s)
+    return jnp.max(jnp.abs(-mu + h + net.W @ nu) / (1.0 + jnp.abs(mu)))
+
+
 def _solve(net, h, z0, K0, exact_K: bool):
     """The forward solve; -> ((mu, S, aux, K), residuals for the backward pass)."""
     N = net.N
@@ -352,7 +366,8 @@ def _solve(net, h, z0, K0, exact_K: bool):
     st, converged, res, K, lam_end = best
     z = st.z
     max_eig = jnp.max(jnp.real(lam_end)).astype(z.dtype)
-    aux = jnp.stack([converged.astype(z.dtype), iters.astype(z.dtype), res, max_eig])
+    mean_res = _mean_residual(net, h, z)
+    aux = jnp.stack([converged.astype(z.dtype), iters.astype(z.dtype), res, max_eig, mean_res])
     return (z[:N], st.aux["S"], aux, K), (net, h, z, st.aux, K)
 
 
@@ -393,7 +408,7 @@ def _solve_one(net: SSN, h: jax.Array, init: Optional[WarmStart]):
     mu, S, aux, K = _solve_core(net, h, z0, K0)
     # diagnostics and warm starts carry no derivative (and stay concrete in eager grad)
     aux, warm = lax.stop_gradient((aux, WarmStart(jnp.concatenate([mu, jnp.diagonal(S)]), K)))
-    info = SolveInfo(aux[0] > 0.5, aux[1].astype(jnp.int32), aux[2], aux[3], warm)
+    info = SolveInfo(aux[0] > 0.5, aux[1].astype(jnp.int32), aux[2], aux[3], warm, aux[4])
     return Moments(mu, S), info
 
 
@@ -486,33 +501,32 @@ def stationary_moments(net: SSN, h, init=None) -> Moments:
 
 def raise_if_unstable(info: SolveInfo) -> None:
     """Raise ``UnstableNetworkError`` for the first stimulus in ``info`` without a
-    stable fixed point, saying what failed: Newton found no fixed point, or the fixed
-    point it found is unstable (then with the largest real part of J's eigenvalues)."""
+    stable fixed point, saying what failed: the fixed point is unstable (with the
+    largest real part of J's eigenvalues; also when Newton stopped at a fixed point
+    of the mean where J is unstable, so that no stationary covariance exists), or
+    Newton found no fixed point."""
     conv = np.atleast_1d(np.asarray(info.converged))
     eig = np.atleast_1d(np.asarray(info.max_real_eig, dtype=float))
     res = np.atleast_1d(np.asarray(info.residual, dtype=float))
     iters = np.atleast_1d(np.asarray(info.iterations))
+    mean_res = np.atleast_1d(np.asarray(
+        np.inf if info.mean_residual is None else info.mean_residual, dtype=float))
     for b in range(conv.size):
-        if not conv[b]:
-            at_end = (
-                f"; at its last iterate J has an eigenvalue with real part {eig[b]:+.4g} /ms"
-                if eig[b] >= 0 else ""
-            )
-            raise UnstableNetworkError(
-                f"Newton found no fixed point for stimulus {b} (relative residual {res[b]:.3g} "
-                f"after {int(iters[b])} iterations): the mean dynamics may diverge for this "
-                f"input{at_end}",
-                max_real_eig=float(eig[b]),
-                stimulus=b,
-            )
-        if not eig[b] < 0:
-            what = f"= {eig[b]:+.4g} /ms" if np.isfinite(eig[b]) else "is not finite"
-            raise UnstableNetworkError(
-                f"the fixed point for stimulus {b} is unstable: largest real part of the "
-                f"eigenvalues of J {what}",
-                max_real_eig=float(eig[b]),
-                stimulus=b,
-            )
+        if conv[b] and eig[b] < 0:
+            continue
+        unstable_J = f"largest real part of the eigenvalues of J = {eig[b]:+.4g} /ms"
+        if conv[b]:
+            what = unstable_J if np.isfinite(eig[b]) else "the eigenvalues of J are not finite"
+            msg = f"the fixed point for stimulus {b} is unstable: {what}"
+        elif eig[b] >= 0 and mean_res[b if mean_res.size > 1 else 0] < 1e-6:
+            msg = (f"the fixed point for stimulus {b} is unstable: {unstable_J} at the fixed "
+                   f"point of the mean that Newton reached (so no stationary covariance exists)")
+        else:
+            at_end = f"; at its last iterate J is unstable ({unstable_J})" if eig[b] >= 0 else ""
+            msg = (f"Newton found no fixed point for stimulus {b} (relative residual {res[b]:.3g} "
+                   f"after {int(iters[b])} iterations): the mean dynamics may diverge for this "
+                   f"input{at_end}")
+        raise UnstableNetworkError(msg, max_real_eig=float(eig[b]), stimulus=b)
 
 
 def cross_covariance(net: SSN, moments: Moments) -> jax.Array:
