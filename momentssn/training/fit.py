@@ -23,7 +23,9 @@ reported through ``progress`` (a ``ProgressFn``), one event per iteration.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from typing import List, NamedTuple, Optional, Union
 
 import jax
@@ -124,14 +126,38 @@ class _State:
         return st
 
 
-def _objective(fun, stationary: bool):
-    """``fun(theta, init) -> (loss, aux)`` as a ``minimize_lbfgs`` context loss, and the
-    host-side refresh of the warm start from an accepted iterate.
+def _task_key(task) -> tuple:
+    """A hashable fingerprint of the task's arrays (shapes, dtypes and bytes)."""
+    arrays = [np.ascontiguousarray(a) for a in (task.inputs, task.target_mean, task.target_cov)]
+    digest = hashlib.sha1(b"".join(a.tobytes() for a in arrays)).hexdigest()
+    return tuple((a.shape, a.dtype.str) for a in arrays) + (digest,)
+
+
+def _objective(param, task, loss: str, weights: LossWeights):
+    """``minimize_lbfgs`` context loss ``(theta, init) -> (value, (warm start, per-stimulus
+    losses))`` and the host-side refresh of the warm start from an accepted iterate.
 
     Each stationary solve starts from the solution at the last accepted iterate, with
     its Newton sensitivity K (NaN rows: the solver's default start).  That changes the
     cost of an evaluation, not its value (the solver converges to round-off either way).
+    The pair is cached per (param, task, loss, weights) when param is hashable, so a
+    resumed fit (or another fit of the same problem) reuses the compiled L-BFGS step.
     """
+    try:
+        key = (param, loss, tuple(float(w) for w in weights), _task_key(task))
+        hash(key)
+    except TypeError:  # an unhashable parameterization: compiled for this call only
+        return _make_objective(param, task, loss, weights)
+    if key not in _OBJECTIVES:
+        _OBJECTIVES[key] = _make_objective(param, task, loss, weights)
+        while len(_OBJECTIVES) > 8:
+            _OBJECTIVES.popitem(last=False)
+    return _OBJECTIVES[key]
+
+
+def _make_objective(param, task, loss, weights):
+    fun = loss_function(param, task, loss, weights)  # checks `loss`
+    stationary = loss == "stationary"
 
     def objective(theta, init):
         value, aux = fun(theta, init)
@@ -146,6 +172,10 @@ def _objective(fun, stationary: bool):
         )
 
     return objective, next_ctx
+
+
+#: (param, loss, weights, task fingerprint) -> (objective, next_ctx), the 8 latest
+_OBJECTIVES: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
 def _starts(param, theta0, restarts: int, seed: int, restart_scale: float) -> np.ndarray:
@@ -206,7 +236,7 @@ def fit(
     restarts = check_int("restarts", restarts, 0)
     max_iter = check_int("max_iter", max_iter, 1)
     progress = check_progress(progress)
-    fun = loss_function(param, task, loss, weights)  # checks `loss`
+    objective, next_ctx = _objective(param, task, loss, weights)
     t_call = time.perf_counter()
     config = dict(method=backend.name, restarts=restarts, seed=seed, max_iter=max_iter, loss=loss,
                   restart_scale=float(restart_scale), size=int(param.size))
@@ -226,7 +256,6 @@ def fit(
         if checkpoint_dir is not None:
             ckpt.save(checkpoint_dir, _KIND, state.arrays(), state.meta(config, clock()))
 
-    objective, next_ctx = _objective(fun, loss == "stationary")
     S, N = np.shape(task.inputs)[0], param.N
     ctx0 = WarmStart(jnp.full((S, 2 * N), jnp.nan), jnp.full((S, N, N), jnp.nan))
     n_starts = len(state.starts)

@@ -30,6 +30,7 @@ or a relative decrease below ``ftol`` over ``patience`` consecutive iterations, 
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable, NamedTuple, Optional, Protocol, Union
 
@@ -113,13 +114,15 @@ class _Stopper:
         return False
 
 
+@functools.lru_cache(maxsize=32)
 def _safe(loss: Callable, has_ctx: bool) -> Callable:
     """(f, vg): f(x, *ctx) -> (value, aux) and, jitted, vg(x, *ctx) -> ((value, aux), grad)
     of ``loss``, with NaN/inf values mapped to (+inf, zero gradient).
 
     A non-finite value means "no stable network here": +inf with a zero gradient makes
     every line search backtrack instead of propagating NaN.  Without a context the loss
-    returns the value only and aux is None.
+    returns the value only and aux is None.  Cached per ``loss`` object, so the restarts
+    of a fit (and a resumed fit with the same loss) reuse one compilation.
     """
 
     def f(x, *ctx):
@@ -170,6 +173,36 @@ class Backend(Protocol):
     def run(self, loss: Callable, x0: jax.Array, stop: "_Stopper", history_size: int) -> None: ...
 
 
+@functools.lru_cache(maxsize=32)
+def _jaxopt_solver(vg: Callable, history_size: int, max_backtrack: int):
+    """(jaxopt.LBFGS on ``vg``, its jitted update), cached per ``vg`` (one compilation
+    for every start of a fit).  The loop is ours (``_iterate``), so jaxopt's own
+    ``maxiter`` is never reached."""
+    # jaxopt is imported only here: an optional heavy dependency, unmaintained upstream
+    import jaxopt
+
+    # Armijo backtracking (halving) from the full L-BFGS step: jaxopt's default
+    # backtracking condition is strong Wolfe, whose curvature test can never be met by
+    # shrinking a step that is already too short (it stalled in endless tiny steps).
+    linesearch = jaxopt.BacktrackingLineSearch(
+        fun=vg, value_and_grad=True, has_aux=True, maxiter=max_backtrack, condition="armijo",
+        decrease_factor=0.5, max_stepsize=1.0, jit=True,
+    )
+    solver = jaxopt.LBFGS(
+        fun=vg,
+        value_and_grad=True,
+        has_aux=True,
+        maxiter=2**31 - 1,
+        tol=0.0,
+        linesearch=linesearch,
+        linesearch_init="max",
+        history_size=history_size,
+        jit=True,  # one compiled update (line search included)
+        implicit_diff=False,
+    )
+    return solver, jax.jit(solver.update)
+
+
 class JaxoptLBFGS(NamedTuple):
     """``jaxopt.LBFGS`` with Armijo backtracking (halving, at most ``max_backtrack``
     trials) from the full L-BFGS step; one jitted update per iteration."""
@@ -178,30 +211,8 @@ class JaxoptLBFGS(NamedTuple):
     name: str = "jaxopt"
 
     def run(self, loss, x0, stop, history_size):
-        # jaxopt is imported only here: an optional heavy dependency, unmaintained upstream
-        import jaxopt
-
-        f, vg = _safe(loss, bool(stop.ctx))
-        # Armijo backtracking (halving) from the full L-BFGS step: jaxopt's default
-        # backtracking condition is strong Wolfe, whose curvature test can never be met by
-        # shrinking a step that is already too short (it stalled in endless tiny steps).
-        linesearch = jaxopt.BacktrackingLineSearch(
-            fun=vg, value_and_grad=True, has_aux=True, maxiter=self.max_backtrack, condition="armijo",
-            decrease_factor=0.5, max_stepsize=1.0, jit=True,
-        )
-        solver = jaxopt.LBFGS(
-            fun=vg,
-            value_and_grad=True,
-            has_aux=True,
-            maxiter=stop.max_iter + 1,
-            tol=0.0,
-            linesearch=linesearch,
-            linesearch_init="max",
-            history_size=history_size,
-            jit=True,  # one compiled update (line search included)
-            implicit_diff=False,
-        )
-        update = jax.jit(solver.update)
+        _, vg = _safe(loss, bool(stop.ctx))
+        solver, update = _jaxopt_solver(vg, history_size, self.max_backtrack)
         carry = {"state": solver.init_state(x0, *stop.ctx)}
 
         def step(x, v, g):
@@ -213,6 +224,20 @@ class JaxoptLBFGS(NamedTuple):
         _iterate(stop, x0, vg, step)
 
 
+@functools.lru_cache(maxsize=32)
+def _optax_step(f: Callable, history_size: int):
+    """(optax.lbfgs, its jitted step (x, state, v, g, ctx) -> (x, state)), cached per ``f``."""
+    opt = optax.lbfgs(memory_size=history_size)
+
+    @jax.jit
+    def step(x, state, v, g, ctx):
+        value_fn = lambda y: f(y, *ctx)[0]  # noqa: E731
+        updates, state = opt.update(g, state, x, value=v, grad=g, value_fn=value_fn)
+        return optax.apply_updates(x, updates), state
+
+    return opt, step
+
+
 class OptaxLBFGS(NamedTuple):
     """``optax.lbfgs`` with its zoom (strong Wolfe) line search."""
 
@@ -220,15 +245,7 @@ class OptaxLBFGS(NamedTuple):
 
     def run(self, loss, x0, stop, history_size):
         f, vg = _safe(loss, bool(stop.ctx))
-        opt = optax.lbfgs(memory_size=history_size)
-
-        @jax.jit
-        def step(x, state, v, g, ctx):
-            value_fn = lambda y: f(y, *ctx)[0]  # noqa: E731
-            updates, state = opt.update(g, state, x, value=v, grad=g, value_fn=value_fn)
-            x = optax.apply_updates(x, updates)
-            return x, state
-
+        opt, step = _optax_step(f, history_size)
         carry = {"state": opt.init(x0)}
 
         def next_point(x, v, g):

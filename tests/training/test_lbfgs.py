@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from momentssn.training.lbfgs import METHODS, minimize_lbfgs
+from momentssn.training.lbfgs import METHODS, ScipyLBFGSB, minimize_lbfgs
 
 
 def rosenbrock(x):
@@ -71,3 +71,24 @@ def test_context_is_passed_and_refreshed_from_accepted_iterates(method):
     assert len(seen) == res.iterations + 1  # x0 and every accepted iterate
     assert np.allclose(seen[0], x0)
     assert np.allclose(np.asarray(res.aux), res.x)  # aux of the best point
+
+
+def test_backend_objects_plug_in():
+    """A backend object goes through (scipy's L-BFGS-B with a smaller first step, and a
+    user's own backend wrapping it); an object without run() is refused."""
+    res = minimize_lbfgs(ROSEN, jnp.array([-1.2, 1.0]), method=ScipyLBFGSB(first_step=0.01), max_iter=500)
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-4)
+    calls = []
+
+    class Mine:
+        name = "mine"
+
+        def run(self, loss, x0, stop, history_size):
+            calls.append(history_size)
+            ScipyLBFGSB().run(loss, x0, stop, history_size)
+
+    res = minimize_lbfgs(ROSEN, jnp.array([-1.2, 1.0]), method=Mine(), max_iter=500, history_size=7)
+    assert calls == [7]
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-4)
+    with pytest.raises(ValueError, match="method"):
+        minimize_lbfgs(ROSEN, jnp.zeros(2), method=object())
