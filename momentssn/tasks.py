@@ -5,11 +5,13 @@ network cell (E cells first, then I cells) and the target mean (S, M) and covari
 (S, M, M) of the membrane potential of the M excitatory cells that have targets
 (mV, mV^2), plus what produced them when known (images, GSM filters and prior).
 
-Two sources:
+Three sources:
 
 * :func:`default_task` -- the embedded task in the style of Echeveste et al. (2020),
   generated in code from a Gaussian scale mixture (:mod:`momentssn.gsm.model`), targets
   exact to ~1e-14 (float64 quadrature);
+* :func:`natural_image_task` -- natural image patches at several contrasts, targets from
+  a (maximum-likelihood) GSM with learned filters (:mod:`momentssn.gsm`);
 * :func:`load_task` -- a task ``.npz`` such as the published one
   (keys ``images, filters, prior_cov, inputs, target_mean, target_cov``); :meth:`Task.save`
   writes the same format.
@@ -35,6 +37,8 @@ from .moments import Moments
 __all__ = [
     "Task",
     "default_task",
+    "natural_image_task",
+    "NATURAL_CONTRASTS",
     "load_task",
     "get_task",
     "gabor_filters",
@@ -311,6 +315,51 @@ def _default_task(_x64: bool) -> Task:
         images=images,
         filters=A,
         prior_cov=C,
+        gsm=gsm,
+    )
+
+
+# --------------------------------------------------------------------------- natural images
+
+#: Default contrasts of the natural-image task (multiples of each normalized patch).
+NATURAL_CONTRASTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def natural_image_task(
+    gsm: GSM, patches, contrasts=NATURAL_CONTRASTS, name: str = "natural", baseline: float = BASELINE
+) -> Task:
+    """A task for an SSN of N = 2M cells whose M E cells have the GSM's filters as receptive fields.
+
+    Stimuli: every patch (n, P) at every contrast c (S = n len(contrasts), patch-major:
+    stimulus i len(contrasts) + j is x = c_j patch_i).  As in :func:`default_task`:
+
+        h~ = A^T x * INPUT_SCALE          for the M E cells, the same for the M I cells: (S, 2M)
+        target mean = baseline + E[y | x],   target cov = Cov[y | x]     (GSM posterior, mV, mV^2)
+
+    Use it with ``get_parameterization("general", m=M)`` (3 + 2 N^2 parameters).  Typically
+    ``gsm`` is a maximum-likelihood fit (``momentssn.gsm.ml.fit_ml_gsm``) and ``patches``
+    held-out natural patches (``momentssn.gsm.patches``).
+    """
+    X = np.atleast_2d(np.asarray(patches, dtype=np.float64))
+    c = np.asarray(contrasts, dtype=np.float64).ravel()
+    if X.ndim != 2 or X.shape[1] != gsm.n_pixels:
+        raise ValueError(f"patches must be (n, P={gsm.n_pixels}), got shape {X.shape}")
+    if c.size == 0 or not np.all(np.isfinite(c)) or np.any(c < 0):
+        raise ValueError(f"contrasts must be finite and >= 0, got {c.tolist()}")
+    images = (X[:, None, :] * c[None, :, None]).reshape(-1, X.shape[1])
+    A = np.asarray(gsm.filters, dtype=np.float64)
+    post = gsm.posterior_moments(images)
+    h = images @ A * INPUT_SCALE
+    return Task(
+        inputs=np.concatenate([h, h], axis=1),
+        target_mean=baseline + np.asarray(post.mean, dtype=np.float64),
+        target_cov=np.asarray(post.cov, dtype=np.float64),
+        contrasts=np.tile(c, X.shape[0]),
+        n_exc=A.shape[1],
+        name=name,
+        images=images,
+        filters=A,
+        prior_cov=np.asarray(gsm.prior_cov, dtype=np.float64),
         gsm=gsm,
     )
 

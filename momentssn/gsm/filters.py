@@ -27,7 +27,7 @@ eigenvalues of S): the floor any A of M filters can reach.
 Learning (``learn_gabors``): L-BFGS (``momentssn.training.lbfgs.minimize_lbfgs``) on the
 unconstrained parameters, from the initialization of the growth paper's Table S1
 (orientation U(-pi, pi), position uniform over the patch; we add sigma log-uniform in
-[size/16, size/4], wavelength = sigma * U(2, 3.5), phase U(-pi, pi), aspect 1).  Bounds
+[size/8, size/4], wavelength = sigma * U(2, 3.5), phase U(-pi, pi), aspect 1).  Bounds
 (through a sigmoid): position within the patch, sigma in [0.5, size/2] px, aspect in
 [0.25, 4], wavelength in [2, 2 size] px (2 px: the Nyquist limit).  A ridge eps tr(A^T A)/M
 (eps = 1e-8) keeps the training loss finite if two filters coincide; reported FVUs
@@ -165,7 +165,7 @@ def init_gabor_params(n_filters: int, size: int, seed: int = 0) -> GaborParams:
     """Table S1's initialization (module docstring), seeded."""
     rng = np.random.default_rng(seed)
     M, h = int(n_filters), 0.5 * (size - 1)
-    sigma = np.exp(rng.uniform(np.log(size / 16.0), np.log(size / 4.0), M))
+    sigma = np.exp(rng.uniform(np.log(size / 8.0), np.log(size / 4.0), M))
     sigma = np.clip(sigma, 0.6, 0.45 * size)
     return GaborParams(
         theta=rng.uniform(-np.pi, np.pi, M),

@@ -11,12 +11,17 @@ Sources (each a mapping name -> grey image (H, W), float64 in [0, 1]):
 * :func:`folder_images` -- every image file (png, jpg, jpeg, bmp, tif, tiff, gif) in a folder.
 
 :func:`patch_set` cuts ``n_per_image`` random ``size x size`` patches from every source,
-drops near-flat ones (raw standard deviation below ``min_std``) and normalizes each patch
-to zero mean and unit variance::
+drops near-flat ones (raw standard deviation below ``min_std``) and normalizes each patch::
 
-    x = (p - mean(p)) / std(p),   so |x|^2 = P = size^2           (P pixels, flattened row-major)
+    x = (p - mean(p)) / s        (P = size^2 pixels, flattened row-major)
 
-then assigns whole source images (never single patches) to the held-out set, chosen by a
+with s = the pooled pixel standard deviation of the mean-free training patches (one number,
+the default: patches keep their relative contrasts, which the GSM's z models), or s = std(p)
+with ``unit_variance=True`` (every |x|^2 = P).  The second removes the contrast variations
+z is there for: on 8 x 8 patches with M = 4 learned filters the ML fit then sends the Gamma
+shape alpha to infinity (z fixed, a plain Gaussian).  The first keeps them.
+
+:func:`patch_set` then assigns whole source images (never single patches) to the held-out set, chosen by a
 seeded permutation, so held-out numbers measure generalization to unseen photographs.
 :func:`default_patches` and :func:`patches_from_path` put the pieces together.
 
@@ -68,9 +73,11 @@ PathLike = Union[str, os.PathLike]
 class PatchSet(NamedTuple):
     """Normalized patches, split by source image.
 
-    train: (n_train, P) float64, every row zero mean and unit variance (P = size^2, row-major).
-    test: (n_test, P) float64, the held-out patches (from other source images).
+    train: (n_train, P) float64, every row zero mean (P = size^2, row-major); pixel variance 1
+        over the set (or every row unit variance with ``unit_variance=True``).
+    test: (n_test, P) float64, the held-out patches (from other source images), same scale s.
     size: the patch side (pixels).
+    scale: s, the divisor applied to the mean-free raw patches (NaN with ``unit_variance``).
     train_sources, test_sources: names of the source images in each part.
     """
 
@@ -79,6 +86,7 @@ class PatchSet(NamedTuple):
     size: int
     train_sources: Tuple[str, ...]
     test_sources: Tuple[str, ...]
+    scale: float = float("nan")
 
 
 def to_grey(image) -> np.ndarray:
@@ -166,13 +174,14 @@ def cut_patches(image: np.ndarray, size: int, n: int, rng: np.random.Generator) 
     return image[(r[:, None] + idx)[:, :, None], (c[:, None] + idx)[:, None, :]].reshape(n, -1)
 
 
-def normalize_patches(patches: np.ndarray, min_std: float = 0.01) -> np.ndarray:
-    """Rows (n, P) -> zero mean, unit variance; rows with std < ``min_std`` are dropped."""
+def normalize_patches(patches: np.ndarray, min_std: float = 0.01, unit_variance: bool = True) -> np.ndarray:
+    """Rows (n, P) -> zero mean (and unit variance if ``unit_variance``); rows with
+    std < ``min_std`` are dropped."""
     p = np.asarray(patches, dtype=np.float64)
     p = p - p.mean(axis=1, keepdims=True)
     sd = p.std(axis=1)
     keep = sd >= min_std
-    return p[keep] / sd[keep, None]
+    return p[keep] / sd[keep, None] if unit_variance else p[keep]
 
 
 def patch_set(
@@ -182,6 +191,7 @@ def patch_set(
     held_out: float = 0.25,
     seed: int = 0,
     min_std: float = 0.01,
+    unit_variance: bool = False,
 ) -> PatchSet:
     """Normalized patches from named grey images, split by source image.
 
@@ -191,6 +201,7 @@ def patch_set(
             near-flat ones).  held_out: fraction of the images (at least one; at least one
             is kept for training) whose patches form the held-out set.
         seed: the positions and the split.  min_std: raw std below which a patch is dropped.
+        unit_variance: divide each patch by its own std instead of the pooled training std.
     """
     names = sorted(images)
     if len(names) < 2:
@@ -205,24 +216,35 @@ def patch_set(
     test_names, train_names = tuple(sorted(order[:n_test])), tuple(sorted(order[n_test:]))
 
     def part(which):
-        cut = [normalize_patches(cut_patches(images[k], int(size), int(n_per_image), rng), min_std) for k in which]
-        return np.concatenate(cut, axis=0)
+        cut = [cut_patches(images[k], int(size), int(n_per_image), rng) for k in which]
+        return normalize_patches(np.concatenate(cut, axis=0), min_std, unit_variance)
 
     train, test = part(train_names), part(test_names)
     for label, arr in (("training", train), ("held-out", test)):
         if arr.shape[0] == 0:
             raise ValueError(f"min_std: every {label} patch is flatter than min_std = {min_std}")
-    return PatchSet(train, test, int(size), train_names, test_names)
+    scale = float("nan")
+    if not unit_variance:
+        scale = float(np.sqrt(np.mean(train**2)))
+        train, test = train / scale, test / scale
+    return PatchSet(train, test, int(size), train_names, test_names, scale)
 
 
-def default_patches(size: int = 16, n_per_image: int = 2000, held_out: float = 0.25, seed: int = 0) -> PatchSet:
+def default_patches(
+    size: int = 16, n_per_image: int = 2000, held_out: float = 0.25, seed: int = 0, unit_variance: bool = False
+) -> PatchSet:
     """The embedded default: :func:`patch_set` of :func:`skimage_images` (11 photographs;
     held-out 0.25: 3 of them)."""
-    return patch_set(skimage_images(), size, n_per_image, held_out, seed)
+    return patch_set(skimage_images(), size, n_per_image, held_out, seed, unit_variance=unit_variance)
 
 
 def patches_from_path(
-    path: PathLike, size: int = 16, n_per_image: int | None = None, held_out: float = 0.25, seed: int = 0
+    path: PathLike,
+    size: int = 16,
+    n_per_image: int | None = None,
+    held_out: float = 0.25,
+    seed: int = 0,
+    unit_variance: bool = False,
 ) -> PatchSet:
     """Patches from CIFAR-10 python batches (a batch file, or a folder holding them) or from
     a folder of image files.  ``n_per_image`` defaults to 1 for CIFAR-10 (60000 small
@@ -233,4 +255,4 @@ def patches_from_path(
     is_cifar = os.path.isfile(path) or any(f.startswith(("data_batch", "test_batch")) for f in os.listdir(path))
     images = cifar10_images(path) if is_cifar else folder_images(path)
     n = n_per_image if n_per_image is not None else (1 if is_cifar else 2000)
-    return patch_set(images, size, n, held_out, seed)
+    return patch_set(images, size, n, held_out, seed, unit_variance=unit_variance)

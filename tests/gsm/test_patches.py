@@ -37,17 +37,23 @@ def test_cut_patches_are_windows_of_the_image():
 def test_normalize_and_split_by_source():
     images = _images(6)
     images["flat"] = np.full((20, 24), 0.5)
-    ps = patch_set(images, size=5, n_per_image=30, held_out=0.34, seed=3)
+    ps = patch_set(images, size=5, n_per_image=30, held_out=0.34, seed=3, unit_variance=True)
     assert ps.train.shape[1] == 25 and ps.size == 5
     for x in (ps.train, ps.test):
         np.testing.assert_allclose(x.mean(1), 0.0, atol=1e-12)
         np.testing.assert_allclose(x.std(1), 1.0, atol=1e-12)
+    pooled = patch_set(images, size=5, n_per_image=30, held_out=0.34, seed=3)  # the default
+    np.testing.assert_allclose(pooled.train.mean(1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.mean(pooled.train**2), 1.0, rtol=1e-12)
+    assert pooled.train.std(1).std() > 0.01  # contrasts kept
+    # same patches, another scale: each row is a multiple of the unit-variance one
+    np.testing.assert_allclose(pooled.test / pooled.test.std(1, keepdims=True), ps.test, atol=1e-10)
     assert set(ps.train_sources).isdisjoint(ps.test_sources)
     assert len(ps.test_sources) == 2 and len(ps.train_sources) + len(ps.test_sources) == 7
     assert ps.train.shape[0] + ps.test.shape[0] == 7 * 30 - 30  # the flat image's patches are dropped
-    again = patch_set(images, size=5, n_per_image=30, held_out=0.34, seed=3)
+    again = patch_set(images, size=5, n_per_image=30, held_out=0.34, seed=3, unit_variance=True)
     np.testing.assert_array_equal(again.train, ps.train)  # seeded
-    other = patch_set(images, size=5, n_per_image=30, held_out=0.34, seed=4)
+    other = patch_set(images, size=5, n_per_image=30, held_out=0.34, seed=4, unit_variance=True)
     assert other.train.shape != ps.train.shape or not np.array_equal(other.train, ps.train)
     # the held-out patches are cut from the held-out images only: each matches a window there
     windows = np.stack([im[r : r + 5, c : c + 5].ravel() for k in ps.test_sources
