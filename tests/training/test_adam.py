@@ -18,6 +18,7 @@ import momentssn as ms
 from momentssn.tasks import Task
 from momentssn.training.adam import (
     CHECKPOINT_FILE,
+    AdamSettings,
     adam_train,
     load_checkpoint,
     simulated_loss,
@@ -280,6 +281,38 @@ def test_resume_with_rejections_and_callback_stop(tmp_path):
     np.testing.assert_array_equal(again.theta, full.theta)
 
 
+class _Kill(Exception):
+    pass
+
+
+def test_killed_run_resumes_bit_identical(tmp_path):
+    """A run killed mid-way (an exception in step 5, after the checkpoint of step 4) goes on
+    from its last checkpoint and ends bit-identical to an uninterrupted run."""
+    target = jnp.array([0.5, -1.5])
+    kw = dict(theta0=jnp.zeros(2), learning_rate=0.2, checkpoint_every=2, steps=9)
+    full = adam_train(quadratic_vg(target, bad={3: "nan"}), **kw)
+
+    def kill(t, th, loss, aux):
+        if t == 4:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        adam_train(quadratic_vg(target, bad={3: "nan"}), checkpoint_dir=tmp_path, callback=kill, **kw)
+    assert load_checkpoint(tmp_path)["step"] == 4
+    resumed = adam_train(quadratic_vg(target), checkpoint_dir=tmp_path, resume=True, **kw)
+    np.testing.assert_array_equal(resumed.theta, full.theta)
+    assert_same_history(resumed.history, full.history)
+    assert resumed.rejected_steps == full.rejected_steps == [3]
+
+
+def test_resume_without_a_checkpoint_names_the_folder(tmp_path):
+    """A mistyped folder must not silently restart from scratch."""
+    missing = tmp_path / "typo"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        adam_train(quadratic_vg(jnp.ones(2)), jnp.zeros(2), steps=2, checkpoint_dir=missing, resume=True)
+    assert not missing.exists()
+
+
 def test_checkpoints_are_written_every_k_steps(tmp_path):
     steps_seen = []
 
@@ -327,6 +360,18 @@ def test_train_moments_adam_lowers_the_stationary_loss():
     h = res.history["loss"]
     assert np.isfinite(h[0]) and h[-1] < 0.1 * h[0], (h[0], h[-1])
     assert not np.allclose(res.theta, param.default_theta())
+
+
+def test_adam_settings_object_and_keywords():
+    """Settings as an AdamSettings, keywords overriding its fields; an unknown keyword is
+    a TypeError naming it."""
+    param, task = setup()
+    res = train_moments_adam(param, task, settings=AdamSettings(steps=5, learning_rate=0.05), steps=2)
+    assert res.steps == 2
+    same = train_moments_adam(param, task, steps=2, learning_rate=0.05)
+    np.testing.assert_array_equal(res.theta, same.theta)
+    with pytest.raises(TypeError, match="learnig_rate"):
+        train_moments_adam(param, task, steps=2, learnig_rate=0.05)
 
 
 # --------------------------------------------------------------------------- arguments
