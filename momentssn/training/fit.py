@@ -185,6 +185,44 @@ def _starts(param, theta0, restarts: int, seed: int, restart_scale: float) -> np
     return np.stack([np.asarray(r) for r in rows])
 
 
+def _run_start(state: _State, objective, context, backend, max_iter, budget, clock, save, progress) -> bool:
+    """Run (or go on with) start ``state.start`` until L-BFGS stops; True if the time
+    budget stopped it (the start is then unfinished: a resume goes on with it)."""
+    i, n_starts = state.start, len(state.starts)
+    fresh = state.x is None
+    if fresh:
+        state.histories.append([])
+        state.times.append([])
+    done_here = 0 if fresh else len(state.histories[i]) - 1
+    x0 = state.starts[i] if fresh else state.x
+
+    def callback(it, x, f):
+        if it == 0 and not fresh:  # the point it stopped at, already recorded
+            return False
+        state.histories[i].append(float(f))
+        state.times[i].append(clock())
+        state.x = np.asarray(x, np.float64)
+        if f < state.best_loss:
+            state.best_theta, state.best_loss = state.x.copy(), float(f)
+        state.iterations += 0 if it == 0 else 1
+        save()
+        report(progress, Progress(f"fit start {i + 1}/{n_starts}", len(state.histories[i]) - 1, max_iter,
+                                  loss=float(f), elapsed_s=clock()))
+        return False
+
+    # stop when 3 iterations in a row gain less than 1e-6 (relative): past that the
+    # line searches of a flat minimum cost many evaluations for nothing
+    res = minimize_lbfgs(objective, jnp.asarray(x0), method=backend, max_iter=max(max_iter - done_here, 1),
+                         ftol=1e-6, max_time=budget, callback=callback, context=context)
+    if res.value <= state.best_loss and res.aux is not None:
+        state.best_per = np.asarray(res.aux[1], np.float64)
+    state.messages.append(res.message)
+    stopped = res.message == "max_time reached"
+    if not stopped:
+        state.start, state.x = i + 1, None
+    return stopped
+
+
 # --------------------------------------------------------------------------- fit
 
 
@@ -204,7 +242,6 @@ def fit(
     checkpoint_dir: Optional[PathLike] = None,
     resume: bool = False,
     progress: Optional[ProgressFn] = None,
-    checkpoint: Optional[PathLike] = None,
 ) -> FitResult:
     """Fit ``param`` to ``task`` by L-BFGS with restarts (see the module docstring).
 
@@ -227,10 +264,6 @@ def fit(
         resume: go on from the checkpoint in ``checkpoint_dir`` (``FileNotFoundError``
             naming the folder if there is none).
         progress: ``ProgressFn`` called after every iteration (``None``: silent).
-        checkpoint: the former single-file checkpoint: the best parameters so far as
-            ``param.save_json`` (atomic) at this path after every improvement, for
-            callers that load them back with ``param.load_json``.  Prefer
-            ``checkpoint_dir``/``resume``.
     """
     backend = backend_of(method)
     restarts = check_int("restarts", restarts, 0)
@@ -257,46 +290,12 @@ def fit(
             ckpt.save(checkpoint_dir, _KIND, state.arrays(), state.meta(config, clock()))
 
     S, N = np.shape(task.inputs)[0], param.N
-    ctx0 = WarmStart(jnp.full((S, 2 * N), jnp.nan), jnp.full((S, N, N), jnp.nan))
-    n_starts = len(state.starts)
-    while state.start < n_starts:
-        i = state.start
+    context = (WarmStart(jnp.full((S, 2 * N), jnp.nan), jnp.full((S, N, N), jnp.nan)), next_ctx)
+    while state.start < len(state.starts):
         budget = None if max_time is None else max_time - (time.perf_counter() - t_call)
         if budget is not None and budget <= 0:
             break
-        fresh = state.x is None
-        if fresh:
-            state.histories.append([])
-            state.times.append([])
-        done_here = len(state.histories[i]) - 1 if not fresh else 0
-        x0 = state.starts[i] if fresh else state.x
-
-        def callback(it, x, f, i=i, fresh=fresh):
-            if it == 0 and not fresh:  # the point it stopped at, already recorded
-                return False
-            state.histories[i].append(float(f))
-            state.times[i].append(clock())
-            state.x = np.asarray(x, np.float64)
-            if f < state.best_loss:
-                state.best_theta, state.best_loss = state.x.copy(), float(f)
-                if checkpoint is not None:
-                    param.save_json(state.best_theta, checkpoint)
-            state.iterations += 0 if it == 0 else 1
-            save()
-            report(progress, Progress(f"fit start {i + 1}/{n_starts}", len(state.histories[i]) - 1, max_iter,
-                                      loss=float(f), elapsed_s=clock()))
-            return False
-
-        # stop when 3 iterations in a row gain less than 1e-6 (relative): past that the
-        # line searches of a flat minimum cost many evaluations for nothing
-        res = minimize_lbfgs(objective, jnp.asarray(x0), method=backend, max_iter=max(max_iter - done_here, 1),
-                             ftol=1e-6, max_time=budget, callback=callback, context=(ctx0, next_ctx))
-        if res.value <= state.best_loss and res.aux is not None:
-            state.best_per = np.asarray(res.aux[1], np.float64)
-        state.messages.append(res.message)
-        stopped = res.message == "max_time reached"
-        if not stopped:
-            state.start, state.x = i + 1, None
+        stopped = _run_start(state, objective, context, backend, max_iter, budget, clock, save, progress)
         save()
         if stopped:
             break
