@@ -50,6 +50,7 @@ __all__ = [
     "grid_log_likelihood",
     "GSMFit",
     "fit_ml_gsm",
+    "fit_subset",
     "GaussianFit",
     "fit_fixed_z_gaussian",
     "pack_params",
@@ -151,6 +152,14 @@ def _initial_guess(A, X):
     return C0, float(np.sqrt(max(res, 1e-6))), 2.0
 
 
+def fit_subset(patches, n_fit: Optional[int], seed: int = 0) -> np.ndarray:
+    """The patches ``fit_ml_gsm`` fits: a seeded subset of ``n_fit`` rows (all if fewer)."""
+    X = np.asarray(patches, dtype=np.float64)
+    if n_fit is None or X.shape[0] <= n_fit:
+        return X
+    return X[np.random.default_rng(seed).choice(X.shape[0], int(n_fit), replace=False)]
+
+
 def fit_ml_gsm(
     filters,
     patches,
@@ -173,8 +182,7 @@ def fit_ml_gsm(
         raise ValueError(f"patches must be (n, P={A.shape[0]}) for filters (P, M), got {X.shape}")
     if not (h > 0 and log_z[1] - log_z[0] > 2 * h):
         raise ValueError(f"need h > 0 and log_z = (lo, hi) with hi - lo > 2 h, got {log_z}, {h}")
-    if n_fit is not None and X.shape[0] > n_fit:
-        X = X[np.random.default_rng(seed).choice(X.shape[0], int(n_fit), replace=False)]
+    X = fit_subset(X, n_fit, seed)
     M, P = A.shape[1], A.shape[0]
     C0, s0, a0 = _initial_guess(A, X)
     t = jnp.arange(log_z[0], log_z[1] + 0.5 * h, h)

@@ -1,9 +1,12 @@
-"""Tests of the maximum-likelihood GSM (momentssn.gsm.ml) and the whole small path
-patches -> filters -> ML GSM -> natural-image task.
+"""Tests of the maximum-likelihood GSM (momentssn.gsm.ml), and of the whole small path
+patches -> filters -> ML GSM -> natural-image task as the `gsm` experiment runs it
+(momentssn.experiments.natural_images, tasks.natural_image_task).
 
 References: GSM.log_evidence (adaptive quadrature), scipy's multivariate normal in pixel
 space, finite differences, and the dense trapezoid rule in log z of test_gsm_model.py.
 """
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -13,10 +16,12 @@ import scipy.stats as st
 from test_gsm_model import _rel, reference_posterior
 
 import momentssn as ms
-from momentssn.gsm.filters import learn_gabors
+from momentssn.experiments.natural_images import run_gsm
+from momentssn.gsm.filters import fvu
 from momentssn.gsm.ml import (
     fit_fixed_z_gaussian,
     fit_ml_gsm,
+    fit_subset,
     gaussian_log_likelihood,
     grid_log_likelihood,
     pack_params,
@@ -24,7 +29,7 @@ from momentssn.gsm.ml import (
 )
 from momentssn.gsm.model import GSM
 from momentssn.gsm.patches import default_patches
-from momentssn.tasks import INPUT_SCALE, natural_image_task
+from momentssn.tasks import INPUT_SCALE, load_task
 
 SIZE, M = 8, 4
 
@@ -76,31 +81,58 @@ def test_ml_objective_gradient_matches_finite_differences(small_problem):
 
 
 # --------------------------------------------------------------------------- the small path
+#
+# One run of the `gsm` experiment at the small size (8 x 8 patches of the embedded
+# photographs, M = 4 learned Gabors, ML GSM, natural-image task) serves every test below.
 
 
 @pytest.fixture(scope="module")
-def path():
-    """8 x 8 patches of the embedded photographs -> M = 4 learned Gabors -> ML GSM."""
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gsm")
+    events = []
+    res = run_gsm(out, size=SIZE, n_filters=M, n_per_image=150, filter_iters=40, ml_iters=40, n_fit=300,
+                  n_eval=200, contrasts=(0.0, 1.0, 2.0), progress=events.append)
     ps = default_patches(SIZE, n_per_image=150, seed=0)
-    lf = learn_gabors(ps.train, M, SIZE, seed=0, max_iter=40)
-    fit = fit_ml_gsm(lf.filters, ps.train, n_fit=300, max_iter=40)
-    return ps, lf, fit
+    return out, res, events, ps, load_task(out / "task.npz")
 
 
-def test_ml_fit_beats_its_start_and_the_fixed_z_gaussian(path):
-    ps, lf, fit = path
-    assert fit.history[-1] < fit.history[0] - 1e-3
-    assert fit.grid_error < 1e-5  # the grid objective agrees with the accurate quadrature
-    X = ps.train[np.random.default_rng(0).choice(ps.train.shape[0], 300, replace=False)]
-    exact = float(np.mean(np.asarray(fit.gsm.log_evidence(X))))
-    assert abs(exact - fit.train_loglik) < 1e-5
-    gauss = fit_fixed_z_gaussian(lf.filters, fit.gsm.prior_cov, X)
-    assert exact > gauss.train_loglik + 1.0  # the scale mixture earns its place (nats per patch)
+def test_run_gsm_writes_consistent_results(run):
+    out, res, events, ps, task = run
+    for name in ("results.json", "arrays.npz", "task.npz", "filters.png", "fvu_hist.png", "reconstructions.png"):
+        assert (out / name).stat().st_size > 0, name
+    doc = json.loads((out / "results.json").read_text())  # strict JSON
+    assert doc["fvu_held_out_mean"] == res["fvu_held_out_mean"]
+    arr = np.load(out / "arrays.npz")
+    # the saved FVUs are those of the saved filters on the held-out patches (recomputed by lstsq)
+    A = arr["filters_learned"]
+    coef = np.linalg.lstsq(A, ps.test[:50].T, rcond=None)[0]
+    ref = np.sum((ps.test[:50] - (A @ coef).T) ** 2, 1) / np.sum(ps.test[:50] ** 2, 1)
+    np.testing.assert_allclose(arr["fvu_learned"][:50], ref, rtol=1e-9)
+    for key in ("learned", "published_kind", "PCA"):
+        np.testing.assert_allclose(arr[f"fvu_{key}"], fvu(arr[f"filters_{key}"], ps.test), rtol=1e-10)
+    m = doc["fvu_held_out_mean"]
+    assert abs(doc["fvu_ratio_learned_to_pca"] - m["learned"] / m["PCA"]) < 1e-12
+    assert m["PCA"] <= m["learned"] + 0.05 and m["learned"] < m["published kind"] - 0.1
+    ll = doc["held_out_loglik"]
+    np.testing.assert_allclose(ll["difference_mean"], np.mean(arr["loglik_gsm"] - arr["loglik_gaussian"]), rtol=1e-12)
+    assert [e.step for e in events if e.task == "gsm"] == [1, 2, 3, 4]
 
 
-def test_ml_posterior_moments_match_dense_quadrature(path):
-    ps, _, fit = path
-    g = fit.gsm
+def test_ml_fit_beats_its_start_and_the_fixed_z_gaussian(run):
+    _, res, _, ps, task = run
+    ml = res["ml_gsm"]
+    assert ml["history"][-1] < ml["history"][0] - 1e-3
+    assert ml["grid_error"] < 1e-5  # the grid objective agrees with the accurate quadrature
+    exact = float(np.mean(np.asarray(task.gsm.log_evidence(fit_subset(ps.train, 300, 0)))))
+    assert abs(exact - ml["train_loglik_per_patch"]) < 1e-5
+    assert float(task.gsm.beta) == float(task.gsm.alpha) == ml["alpha"]  # E[z] = 1
+    # the scale mixture earns its place on the fitting patches (nats per patch)
+    assert exact > res["gaussian_fixed_z"]["train_loglik_per_patch"] + 1.0
+
+
+def test_ml_posterior_moments_match_dense_quadrature(run):
+    _, _, _, ps, task = run
+    g = task.gsm
     A, C = np.asarray(g.filters), np.asarray(g.prior_cov)
     xs = ps.test[:2]
     post = g.posterior_moments(xs)
@@ -109,16 +141,18 @@ def test_ml_posterior_moments_match_dense_quadrature(path):
         assert _rel(post.mean[k], m) < 1e-9 and _rel(post.cov[k], S) < 1e-9
 
 
-def test_natural_image_task_runs_on_the_general_ssn(path):
-    ps, lf, fit = path
-    task = natural_image_task(fit.gsm, ps.test[:2], contrasts=(0.0, 1.0, 2.0))
-    assert task.n_stimuli == 6 and task.n_net == 2 * M and task.n_targets == M and task.n_exc == M
-    np.testing.assert_allclose(task.inputs[:, :M], task.images @ lf.filters * INPUT_SCALE, atol=1e-12)
-    np.testing.assert_allclose(task.images[4], 1.0 * ps.test[1], atol=1e-12)
+def test_natural_image_task_runs_on_the_general_ssn(run):
+    _, res, _, ps, task = run
+    rows = res["task"]["held_out_rows"]
+    assert task.n_stimuli == 5 * 3 and task.n_net == 2 * M and task.n_targets == M and task.n_exc == M
+    np.testing.assert_allclose(task.images[3 * 2 + 1], ps.test[rows[2]], atol=1e-12)  # patch-major
+    np.testing.assert_allclose(task.inputs[:, :M], task.images @ task.filters * INPUT_SCALE, atol=1e-12)
+    np.testing.assert_array_equal(task.inputs[:, M:], task.inputs[:, :M])
     np.testing.assert_allclose(task.target_mean[0], 3.0, atol=1e-12)  # zero contrast: the baseline
+    post = task.gsm.posterior_moments(task.images[:3])
+    np.testing.assert_allclose(task.target_cov[:3], np.asarray(post.cov), atol=1e-12)
     param = ms.get_parameterization("general", m=M)
     theta = param.default_theta()
     h = param.inputs(theta, jnp.asarray(task.inputs))
-    assert h.shape == (6, 2 * M) and bool(jnp.all(jnp.isfinite(h)))
-    net = param.network(theta)
-    assert net.W.shape == (2 * M, 2 * M) and param.size == 3 + 2 * (2 * M) ** 2
+    assert h.shape == (15, 2 * M) and bool(jnp.all(jnp.isfinite(h)))
+    assert param.network(theta).W.shape == (2 * M, 2 * M) and param.size == 3 + 2 * (2 * M) ** 2
