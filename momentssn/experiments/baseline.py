@@ -3,7 +3,8 @@
 :func:`fit_baseline` fits ``Baseline15`` to a task by L-BFGS on the stationary
 closure (``momentssn.fit``), starting from the published optimizer's start
 (``echeveste_theta``) or from the checkpoint of an interrupted run, and writes into
-``out``: ``checkpoint.json`` (best parameters so far, after every iteration),
+``out``: the fit's checkpoint (``momentssn.training.checkpoint``, after every
+iteration: an interrupted fit resumes where it stopped),
 ``result.json`` (loss, the 15 physical parameters, per-stimulus losses, iterations,
 wall time, loss history and theta; strict JSON) and the figures and summaries of
 :func:`momentssn.experiments.report.baseline_report`.
@@ -22,10 +23,7 @@ from ..tasks import Task
 from ..training.fit import FitResult, fit
 from .report import baseline_report
 
-__all__ = ["fit_baseline", "BaselineRun", "CHECKPOINT"]
-
-#: The fit's checkpoint file inside the output folder (best theta so far, JSON).
-CHECKPOINT = "checkpoint.json"
+__all__ = ["fit_baseline", "BaselineRun"]
 
 
 class BaselineRun(NamedTuple):
@@ -56,27 +54,21 @@ def fit_baseline(task: Task, out, *, task_label: str = "", method: str = "jaxopt
         out: output folder (created).
         method, restarts, max_iter, max_time (s, all starts, compilation included),
             seed, loss: as in :func:`momentssn.fit`.
-        resume: start from ``out/checkpoint.json``; ``FileNotFoundError`` naming the
+        resume: go on from the checkpoint in ``out``; ``FileNotFoundError`` naming the
             folder if there is none (a mistyped path must not restart from scratch).
         check: score the fitted network by a simulation (``simulation_check.*``).
         progress: ``Progress`` callback (``None``: silent).
     """
     out = Path(out)
     param = get_parameterization("baseline15", m=int(task.n_exc))
-    ckpt = out / CHECKPOINT
-    if resume:
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"no checkpoint in {out} (looked for {CHECKPOINT}): nothing to resume")
-        theta0 = param.load_json(ckpt)
-        report(progress, Progress("fit-baseline", 0, message=f"resuming from {ckpt}"))
-    else:  # the published optimizer's start (a weak, nearly linear network)
-        theta0 = echeveste_theta(param, task.inputs)
     out.mkdir(parents=True, exist_ok=True)
     report(progress, Progress("fit-baseline", 0, message=(
-        f"fitting Baseline15 to task '{task.name}' ({task.inputs.shape[0]} stimuli) with L-BFGS ({method}), "
-        f"{restarts} restarts, budget {max_time:.0f} s")))
+        f"{f'resuming from the checkpoint in {out}: ' if resume else ''}fitting Baseline15 to task '{task.name}' "
+        f"({task.inputs.shape[0]} stimuli) with L-BFGS ({method}), {restarts} restarts, budget {max_time:.0f} s")))
+    # the published optimizer's start (a weak, nearly linear network); a resumed fit ignores it
     res = fit(param, task, method=method, restarts=restarts, seed=seed, max_iter=max_iter, max_time=max_time,
-              loss=loss, theta0=theta0, checkpoint=ckpt, progress=progress)
+              loss=loss, theta0=echeveste_theta(param, task.inputs), checkpoint_dir=out, resume=resume,
+              progress=progress)
     report(progress, Progress("fit-baseline", res.iterations, loss=res.loss, elapsed_s=res.wall_time_s,
                               message=f"final loss after {res.iterations} iterations"))
     atomic_write_json(out / "result.json", _result(task_label or task.name, loss, res))

@@ -145,16 +145,10 @@ def _trace_from_adam(history, offset_iter=0, offset_time=0.0):
 
 
 def _lbfgs_run(param, task, *, budget_s, seed, steps, out, resume, progress):
-    """L-BFGS from where fit-baseline starts, or from ``out/checkpoint.json``."""
-    ck_json = None if out is None else Path(out) / "checkpoint.json"
-    if resume:
-        if ck_json is None or not ck_json.is_file():
-            raise FileNotFoundError(f"no checkpoint in {out} (looked for checkpoint.json): nothing to resume")
-        theta0 = param.load_json(ck_json)
-    else:
-        theta0 = echeveste_theta(param, task.inputs)
+    """L-BFGS from where fit-baseline starts (or, resuming, from the checkpoint in ``out``)."""
     res = fit(param, task, method="jaxopt", max_iter=steps or 10_000, max_time=budget_s,
-              theta0=theta0, seed=seed, checkpoint=ck_json, progress=progress)
+              theta0=echeveste_theta(param, task.inputs), seed=seed, progress=progress,
+              checkpoint_dir=None if out is None else Path(out) / "checkpoint", resume=resume)
     hist, times = res.history[0], res.times[0]
     trace = dict(iteration=list(range(len(hist))), wall_time_s=list(times), loss=list(hist))
     return np.asarray(res.theta), trace, "closure (stationary)"

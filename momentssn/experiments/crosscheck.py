@@ -217,6 +217,17 @@ def _say(progress: Optional[ProgressFn], message: str, t0: float) -> None:
     report(progress, Progress("crosscheck", 0, elapsed_s=time.perf_counter() - t0, message=message))
 
 
+def _precision(*dtypes):
+    """``jax.default_matmul_precision("highest")`` if any of ``dtypes`` is narrower than
+    float64 (accelerators may otherwise multiply float32 in reduced precision); a
+    no-op for float64, whose matmuls are exact already, so that a float64 closure
+    reuses the solver compiled by the caller's own earlier calls (the precision is
+    part of the compilation cache key)."""
+    if all(jnp.dtype(d) == jnp.float64 for d in dtypes):
+        return contextlib.nullcontext()
+    return jax.default_matmul_precision("highest")
+
+
 def _resolve_dtype(dtype):
     """(simulation dtype, closure dtype): float64 when 64-bit mode is on (module docstring)."""
     x64 = bool(jax.config.jax_enable_x64)
@@ -281,8 +292,8 @@ def crosscheck(
         simulation trials are *reported* (``status``, ``closure_message``,
         ``n_diverged``), not raised.
 
-    Both routes and the comparison run under ``jax.default_matmul_precision("highest")``
-    (a context manager: the global setting is untouched).
+    Computations in float32 run under ``jax.default_matmul_precision("highest")`` (a
+    context manager: the global setting is untouched); float64 ones need not.
     """
     dtype, fdt = _resolve_dtype(dtype)
     H = np.asarray(h, dtype=float)
@@ -298,31 +309,33 @@ def crosscheck(
     net_th = net.astype(fdt)
     timings, t_all = {}, time.perf_counter()
 
-    with jax.default_matmul_precision("highest"):
-        t0 = time.perf_counter()
-        _say(progress, f"closure for {B} stimuli (N = {N})", t_all)
+    t0 = time.perf_counter()
+    _say(progress, f"closure for {B} stimuli (N = {N})", t_all)
+    with _precision(fdt):
         theory, stable, eig, msgs = closure_moments(net_th, H, progress=progress)
-        timings["closure"] = time.perf_counter() - t0
+    timings["closure"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        _say(progress, f"simulation of {B} stimuli x {n_trials} trials x {t_max:g} ms "
-                       f"(dt {dt:g} ms, burn-in {burn_in:g} ms, {dtype.name})", t_all)
+    t0 = time.perf_counter()
+    _say(progress, f"simulation of {B} stimuli x {n_trials} trials x {t_max:g} ms "
+                   f"(dt {dt:g} ms, burn-in {burn_in:g} ms, {dtype.name})", t_all)
+    with _precision(dtype):
         st = _simulate_stationary(net, H, t_max=t_max, dt=dt, n_trials=n_trials, seed=seed, burn_in=burn_in,
                                   dtype=dtype, n_groups=n_groups, progress=progress)
-        timings["simulation"] = time.perf_counter() - t0
+    timings["simulation"] = time.perf_counter() - t0
 
-        err, err_se, z, z_rms, z_max = compare_moments(theory, st.sim, st.sim_se, st.std_se, st.corr_se)
+    err, err_se, z, z_rms, z_max = compare_moments(theory, st.sim, st.sim_se, st.std_se, st.corr_se)
 
-        tr = None
-        if plan is not None:
-            t0 = time.perf_counter()
-            _say(progress, f"transient from rest, {len(plan.stimuli)} stimuli x {plan.n_trials} trials x "
-                           f"{plan.t_max:g} ms (dt {plan.dt:g} ms)", t_all)
-            try:
+    tr = None
+    if plan is not None:
+        t0 = time.perf_counter()
+        _say(progress, f"transient from rest, {len(plan.stimuli)} stimuli x {plan.n_trials} trials x "
+                       f"{plan.t_max:g} ms (dt {plan.dt:g} ms)", t_all)
+        try:
+            with _precision(fdt, dtype):
                 tr = _transient(net_th, net, H, plan, seed=seed + 1, dtype=dtype, progress=progress)
-            except SimulationDivergedError as exc:  # reported by the stationary status; no time course
-                _say(progress, f"no transient comparison: {exc}", t_all)
-            timings["transient"] = time.perf_counter() - t0
+        except SimulationDivergedError as exc:  # reported by the stationary status; no time course
+            _say(progress, f"no transient comparison: {exc}", t_all)
+        timings["transient"] = time.perf_counter() - t0
 
     all_div = (st.n_diverged >= n_trials) | ~np.all(np.isfinite(st.sim.mean), -1)
     status = tuple(_status(bool(stable[b]), bool(all_div[b])) for b in range(B))

@@ -23,15 +23,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._util import atomic_savez, atomic_write_json
-from ..closure.stationary import stationary_moments
+from ..errors import UnstableNetworkError
 from ..losses.moment import loss_per_stimulus
 from ..moments import Moments
 from ..progress import Progress, ProgressFn, report
-from .crosscheck import crosscheck
+from .crosscheck import closure_moments, crosscheck
 from .emergent import emergent_properties
 from .plotting import new_figure, save, write_crosscheck_figures
 
 __all__ = ["baseline_report", "simulation_check"]
+
+
+def _stimulus_title(b: int, contrasts) -> str:
+    c = float(contrasts[b])
+    return f"contrast {c:g}" if np.isfinite(c) else f"stimulus {b}"
 
 
 def _loss_curve_figure(history):
@@ -55,7 +60,7 @@ def _fit_moments_figure(tm, tc, mean, std, contrasts):
         axes[0, b].plot(x, mean[b], "C0", label="fit")
         axes[1, b].plot(x, np.sqrt(np.diag(tc[b])), "k--")
         axes[1, b].plot(x, std[b], "C0")
-        axes[0, b].set_title(f"contrast {contrasts[b]:g}")
+        axes[0, b].set_title(_stimulus_title(b, contrasts))
         axes[1, b].set_xlabel("E cell (orientation)")
     axes[0, 0].set_ylabel("mean u (mV)")
     axes[1, 0].set_ylabel("std u (mV)")
@@ -72,24 +77,37 @@ def _fit_covariances_figure(tc, cov, contrasts):
         vmax = np.abs(tc[b]).max()
         axes[0, b].imshow(tc[b], vmin=-vmax, vmax=vmax, cmap="RdBu_r")
         axes[1, b].imshow(cov[b], vmin=-vmax, vmax=vmax, cmap="RdBu_r")
-        axes[0, b].set_title(f"target, c = {contrasts[b]:g}")
+        axes[0, b].set_title(f"target, {_stimulus_title(b, contrasts)}")
         axes[1, b].set_title("fitted (closure)")
     return fig
 
 
 def _emergent_figure(emergent: dict):
-    c = emergent["contrast"]
+    c, xlabel = np.asarray(emergent["contrast"], float), "contrast"
+    if not np.all(np.isfinite(c)):  # contrasts unknown: stimulus index
+        c, xlabel = np.asarray(emergent["stimulus"]), "stimulus"
     fig, axes = new_figure(1, 3, size=(3.6, 3))
     axes = axes[0]
     axes[0].plot(c, emergent["rate_e_hz"], "o-", label="E")
     axes[0].plot(c, emergent["rate_i_hz"], "o-", label="I")
-    axes[0].set(xlabel="contrast", ylabel="mean rate (Hz)")
+    axes[0].set(xlabel=xlabel, ylabel="mean rate (Hz)")
     axes[0].legend()
     axes[1].plot(c, emergent["std_e_mv"], "o-")
-    axes[1].set(xlabel="contrast", ylabel="mean std u_E (mV)")
+    axes[1].set(xlabel=xlabel, ylabel="mean std u_E (mV)")
     axes[2].plot(c, [np.nan if f is None else f for f in emergent["peak_frequency_hz"]], "o-")  # gap: no peak
-    axes[2].set(xlabel="contrast", ylabel="spectral peak (Hz)")
+    axes[2].set(xlabel=xlabel, ylabel="spectral peak (Hz)")
     return fig
+
+
+def _closure(net, h) -> Moments:
+    """Stationary closure moments, mean (S, N), cov (S, N, N), solved stimulus by stimulus
+    as the simulation check's crosscheck does (so it reuses this compiled solver)."""
+    m, stable, eig, msgs = closure_moments(net, np.asarray(h))
+    if not stable.all():
+        b = int(np.flatnonzero(~stable)[0])
+        raise UnstableNetworkError(f"the fitted network, stimulus {b}: {msgs[b]}", max_real_eig=float(eig[b]),
+                                   stimulus=b)
+    return Moments(jnp.asarray(m.mean), jnp.asarray(m.cov))
 
 
 def simulation_check(net, h, closure: Moments, target_mean, target_cov, *, n_trials: int = 32,
@@ -121,10 +139,10 @@ def baseline_report(param, task, result, out, simulate_check: bool = True, n_tri
     net = param.network(theta)
     h = param.inputs(theta, jnp.asarray(task.inputs))
     M = int(task.n_exc)
-    m = stationary_moments(net, h)
+    m = _closure(net, h)
     tm, tc = np.asarray(task.target_mean), np.asarray(task.target_cov)
     S = tm.shape[0]
-    contrasts = np.asarray(task.contrasts) if task.contrasts is not None else np.arange(S)
+    contrasts = np.full(S, np.nan) if task.contrasts is None else np.asarray(task.contrasts, float)
 
     save(_loss_curve_figure(result.history), out / "loss_curve.png")
     save(_fit_moments_figure(tm, tc, np.asarray(m.mean)[:, :M], np.asarray(m.std)[:, :M], contrasts),
@@ -132,7 +150,7 @@ def baseline_report(param, task, result, out, simulate_check: bool = True, n_tri
     save(_fit_covariances_figure(tc, np.asarray(m.cov)[:, :M, :M], contrasts), out / "fit_covariances.png")
 
     emergent = emergent_properties(net, h, m, int(net.n_exc or M))
-    emergent["contrast"] = [float(c) for c in contrasts]
+    emergent.update(stimulus=list(range(S)), contrast=contrasts)  # contrast NaN (-> null): unknown
     atomic_write_json(out / "emergent.json", emergent)
     save(_emergent_figure(emergent), out / "emergent.png")
 
