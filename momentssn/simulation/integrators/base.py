@@ -19,12 +19,13 @@ Shapes: u (B, T, N) (stimuli, trials, neurons), eta (T, N) (shared by the stimul
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Protocol, Tuple, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, Optional, Protocol, Tuple, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Drift", "Integrator", "phi_weights"]
+__all__ = ["Drift", "Integrator", "Stateless", "phi_weights"]
 
 
 class Drift(NamedTuple):
@@ -82,3 +83,15 @@ class Integrator(Protocol):
     def step(self, drift: Drift, u: jax.Array, eta: jax.Array, eta_next: jax.Array,
              state: Any) -> Tuple[jax.Array, Any]:
         ...
+
+
+@dataclass(frozen=True)
+class Stateless:
+    """Base of the integrators that carry no solver state (``init`` returns ()).  Frozen and
+    field-less: instances are hashable and equal to each other (a static jit argument)."""
+
+    name: ClassVar[str]
+    order: ClassVar[int]
+
+    def init(self, drift: Drift, u):
+        return ()

@@ -11,19 +11,18 @@ Two drive evaluations per step; exact for W = 0 up to the linear interpolation o
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar
 
-from .base import Drift, phi_weights
+from .base import Drift, Stateless, phi_weights
 
 __all__ = ["ExponentialTrapezoid"]
 
 
-class ExponentialTrapezoid(NamedTuple):
-    name: str = "etd2"
-    order: int = 2
-
-    def init(self, drift: Drift, u):
-        return ()
+@dataclass(frozen=True)
+class ExponentialTrapezoid(Stateless):
+    name: ClassVar[str] = "etd2"
+    order: ClassVar[int] = 2
 
     def step(self, drift: Drift, u, eta, eta_next, state):
         e, b, c0, c1 = phi_weights(drift.dt / drift.tau)

@@ -12,16 +12,18 @@ the largest rate of the linearized recurrence (W Gamma / tau) is below about 1.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar
 
 from .base import Drift, phi_weights
 
 __all__ = ["ExponentialAB2"]
 
 
-class ExponentialAB2(NamedTuple):
-    name: str = "exp_ab2"
-    order: int = 2
+@dataclass(frozen=True)
+class ExponentialAB2:
+    name: ClassVar[str] = "exp_ab2"
+    order: ClassVar[int] = 2
 
     def init(self, drift: Drift, u):
         return drift.recurrent(u)

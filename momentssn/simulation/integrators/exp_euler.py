@@ -12,21 +12,20 @@ input makes the moments of a recurrent network first order in dt: on the publish
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar
 
 import jax.numpy as jnp
 
-from .base import Drift
+from .base import Drift, Stateless
 
 __all__ = ["ExponentialEuler"]
 
 
-class ExponentialEuler(NamedTuple):
-    name: str = "exp_euler"
-    order: int = 1
-
-    def init(self, drift: Drift, u):
-        return ()
+@dataclass(frozen=True)
+class ExponentialEuler(Stateless):
+    name: ClassVar[str] = "exp_euler"
+    order: ClassVar[int] = 1
 
     def step(self, drift: Drift, u, eta, eta_next, state):
         b = -jnp.expm1(-drift.dt / drift.tau)  # (N,) 1 - exp(-dt/tau)

@@ -11,19 +11,18 @@ the moments converge at second order (u is C^1 in time since eta is continuous).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar
 
-from .base import Drift
+from .base import Drift, Stateless
 
 __all__ = ["Heun"]
 
 
-class Heun(NamedTuple):
-    name: str = "heun"
-    order: int = 2
-
-    def init(self, drift: Drift, u):
-        return ()
+@dataclass(frozen=True)
+class Heun(Stateless):
+    name: ClassVar[str] = "heun"
+    order: ClassVar[int] = 2
 
     def step(self, drift: Drift, u, eta, eta_next, state):
         dt, tau = drift.dt, drift.tau
