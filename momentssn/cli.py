@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
     m = _verb(sub, common, "moments", cmd_moments, "stationary moments of the two-population network vs input")
-    m.add_argument("--out", default="out/moments", help="output folder (JSON + figure)")
+    m.add_argument("--out", type=types.out_folder, default="out/moments", help="output folder (JSON + figure)")
     m.add_argument("--h-max", type=types.finite, default=19.0, help="largest input (mV)")
     m.add_argument("--n-inputs", type=types.count, default=20, help="number of inputs from 0 to h-max (>= 1)")
 
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.formatter_class = argparse.RawDescriptionHelpFormatter
     v.epilog = "suites:\n" + "\n".join(f"  {k}: {d}" for k, d in SUITES.items())
     v.add_argument("--suite", default="all", choices=list(SUITES) + ["all"], help="suite to run (default: all)")
-    v.add_argument("--out", default="out/validation", help="output folder (report.md, JSON, figures)")
+    v.add_argument("--out", type=types.out_folder, default="out/validation", help="output folder (report.md, JSON, figures)")
     v.add_argument("--quick", action="store_true", help="fewer trials and stimuli (a smoke test)")
     v.add_argument("--seed", type=types.seed, default=0, help="simulation seed (>= 0)")
     v.add_argument("--task", type=types.task_file, default=None,
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = _verb(sub, common, "fit-baseline", cmd_fit_baseline, "fit the 15-parameter baseline SSN with L-BFGS")
     _task_option(f)
-    f.add_argument("--out", default="out/baseline", help="output folder")
+    f.add_argument("--out", type=types.out_folder, default="out/baseline", help="output folder")
     f.add_argument("--method", default="jaxopt", choices=("jaxopt", "optax", "scipy"),
                    help="L-BFGS backend (default: %(default)s)")
     f.add_argument("--restarts", type=types.nonnegative_int, default=2,
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--net", default=None, choices=NETS,
                    help="parameterization (default: general for growth, baseline15 otherwise)")
     _task_option(t)
-    t.add_argument("--out", default="out/train", help="output folder (result.json, params, checkpoints)")
+    t.add_argument("--out", type=types.out_folder, default="out/train", help="output folder (result.json, params, checkpoints)")
     t.add_argument("--max-time", type=types.positive, default=300.0, help="training budget (s)")
     t.add_argument("--steps", type=types.count, default=None,
                    help="cap on iterations (>= 1; default: the budget decides)")
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = _verb(sub, common, "compare", cmd_compare, "compare training methods on the same task, seeds and budget")
     _task_option(c)
-    c.add_argument("--out", default="out/compare", help="output folder (report.md, summary.json, figures)")
+    c.add_argument("--out", type=types.out_folder, default="out/compare", help="output folder (report.md, summary.json, figures)")
     c.add_argument("--runs", type=types.run_spec, nargs="+", default=list(DEFAULT_RUNS),
                    help="METHOD:NET pairs, methods " + ", ".join(METHODS) + "; nets " + ", ".join(NETS)
                    + " (default: " + " ".join(f"{m}:{n}" for m, n in DEFAULT_RUNS) + ")")
@@ -266,7 +266,7 @@ def _remove_if_empty(folder: Path) -> None:
 
 def _message(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, (FileNotFoundError, PermissionError)) and exc.filename and exc.strerror:
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:  # "[Errno 17] ..." -> "File exists: out"
         text = f"{exc.strerror}: {exc.filename}"
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 

@@ -153,3 +153,12 @@ def test_printer_rewrites_counters_on_a_terminal():
     p.say("finished")
     text = buf.getvalue()
     assert text.count("\r") == 3 and text.endswith("[bptt]  3/3  loss 0.5\nfinished\n")
+
+
+def test_an_out_path_under_a_file_is_refused(tmp_path, capsys, no_jax_work):
+    out = tmp_path / "taken"
+    out.write_text("a file, not a folder")
+    for target in (out, out / "sub"):
+        err = _refused(["moments", "--out", str(target)], capsys)
+        assert f"{out} is a file, not a folder" in err, err
+    assert out.read_text() == "a file, not a folder"

@@ -8,12 +8,13 @@ import argparse
 import math
 import os
 import zipfile
+from pathlib import Path
 from typing import Tuple
 
 from .compare import METHODS, NETS
 
 __all__ = ["positive", "finite", "count", "nonnegative_int", "seed", "existing_file", "task_file", "task_spec",
-           "run_spec"]
+           "run_spec", "out_folder"]
 
 #: Task names the command line accepts besides a path.
 TASK_NAMES = ("default",)
@@ -94,3 +95,15 @@ def run_spec(text: str) -> Tuple[str, str]:
         raise argparse.ArgumentTypeError(
             f"expected METHOD:NET with METHOD in {', '.join(METHODS)} and NET in {', '.join(NETS)}, got {text!r}")
     return method, net
+
+
+def out_folder(text: str) -> str:
+    """An output folder that exists or can be created: it, or its nearest existing
+    parent, must be a folder (checked now, not after the computation)."""
+    p = Path(text)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise argparse.ArgumentTypeError(f"{q} is a file, not a folder" + ("" if q == p else f" (in {text})"))
+            break
+    return text
