@@ -14,6 +14,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -39,7 +40,7 @@ from ..training import adam
 from ..training import checkpoint
 from .policies import SplitContext, SplitPolicy, get_split_policy
 from .schedule import GrowthSchedule, StepsPerStage, make_schedule, subtask
-from .split import check_neuron_index, split_moments_jit, split_neuron_jit
+from .split import check_neuron_index, split_moments, split_neuron
 
 __all__ = [
     "GrowthStage",
@@ -263,6 +264,14 @@ def _train_stage(train, state: _State, sub: Task, n_steps: int, seed: int, stage
 # --------------------------------------------------------------------------- splits
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _split_all(param: Growing, i: int, theta, net: SSN, moments):
+    """Split neuron i of theta, of its network and of its moments (None stays None) in
+    one compilation per size and index (eager gathers at ever new shapes would each
+    compile)."""
+    return param.split(theta, i)[1], split_neuron(net, i), None if moments is None else split_moments(moments, i)
+
+
 def _split_stage(state: _State, target_size: Tuple[int, int], schedule: GrowthSchedule,
                  policy: SplitPolicy, net: SSN, moments, task: Task, rng) -> Tuple[_State, tuple]:
     """Split cells (E first, then I) until ``target_size``; (new state, splits done)."""
@@ -279,10 +288,8 @@ def _split_stage(state: _State, target_size: Tuple[int, int], schedule: GrowthSc
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or int(i) not in cand:
             raise ValueError(f"split_policy returned {i!r}, not one of the {pop} cells {cand}")
         i = int(i)
-        param, theta = param.split(theta, i)
-        net = split_neuron_jit(net, i)
-        if moments is not None:
-            moments = split_moments_jit(moments, i)
+        theta, net, moments = _split_all(param, i, theta, net, moments)
+        param = param.grown(i)
         if pop == "E":
             e_cells.insert(i + 1, new_target)
             e_parent = i

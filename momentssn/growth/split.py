@@ -24,8 +24,6 @@ neutral: each copy then receives half of cell i's recurrent input, and the pair
 sends out twice what cell i sent.
 
 The same split at the parameter level is ``momentssn.params.growing.Growing.split``.
-``split_neuron_jit`` and ``split_moments_jit`` compile once per size and index (the
-growth loop uses them: eager gathers at ever new shapes would each compile).
 """
 
 from __future__ import annotations
@@ -159,9 +157,3 @@ def split_moments(moments: Moments, i: int) -> Moments:
         raise ValueError(f"moments.cov must be (..., {N}, {N}) to match the mean, got {cov.shape}")
     src = duplication_index(N, i)
     return Moments(mean[..., src], cov[..., src, :][..., :, src])
-
-
-
-# compiled variants for the growth loop (``i`` static: one compilation per size and index)
-split_neuron_jit = jax.jit(split_neuron, static_argnums=1)
-split_moments_jit = jax.jit(split_moments, static_argnums=1)

@@ -180,9 +180,13 @@ class Growing(DaleMixing, Parameterization):
         i < n_e.  Traceable in theta.
         """
         theta = self._check_theta(theta)
-        i = check_neuron_index(i, self.N)
-        new = dataclasses.replace(self, n_e=self.n_e + (i < self.n_e), n_i=self.n_i + (i >= self.n_e))
+        new = self.grown(i)
         return new, _split_theta(self, new, theta, i)
+
+    def grown(self, i: int) -> "Growing":
+        """The parameterization after splitting neuron i: one more E cell if i < n_e, else I."""
+        i = check_neuron_index(i, self.N)
+        return dataclasses.replace(self, n_e=self.n_e + (i < self.n_e), n_i=self.n_i + (i >= self.n_e))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 3))
