@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._util import to_json
 from ..errors import UnstableNetworkError
 from ..losses._args import check_progress
 from ..losses.closure import ClosureScore, network_closure_loss
@@ -69,7 +68,7 @@ class GrowthStage(NamedTuple):
     i_cells: (n_i,) the task I cell played by every I cell, network order.
     splits: the splits done after training, ``(population, parent, new cell)`` each.
     train_history: what the train function reported (e.g. ``TrainResult.history``) as
-        plain JSON-ready Python (NaN as None), or None.
+        a dict of plain Python lists, or None.
     wall_time_s: seconds spent in the stage (training, checks and splits).
     """
 
@@ -306,19 +305,50 @@ def _split_stage(state: _State, target_size: Tuple[int, int], schedule: GrowthSc
 # --------------------------------------------------------------------------- checkpoints
 
 
+def _plain_history(history) -> Optional[dict]:
+    """A trainer's history as plain Python lists (numbers kept exactly, NaN and inf
+    included), or None."""
+    if history is None:
+        return None
+    if hasattr(history, "_asdict"):
+        history = history._asdict()
+    if not isinstance(history, dict):
+        return {"history": np.asarray(history).tolist()}
+    return {str(k): np.asarray(v).tolist() for k, v in history.items()}
+
+
 def _save_state(folder: Path, state: _State, next_stage: int) -> None:
+    """Checkpoint kind "growth": theta and the numeric training histories as arrays
+    (exact, NaN and inf included), everything else in the JSON header."""
+    arrays, stages = {"theta": np.asarray(state.theta, np.float64)}, []
+    for s, stage in enumerate(state.stages):
+        st = stage._asdict()
+        if st["train_history"] is not None:
+            rest = {}
+            for key, value in st["train_history"].items():
+                a = np.asarray(value)
+                if a.dtype.kind in "biuf":
+                    arrays[f"history.{s}.{key}"] = a
+                else:
+                    rest[key] = value
+            st["train_history"] = rest
+        stages.append(st)
     meta = dict(next_stage=next_stage, constants=state.param.constants(), e_cells=state.e_cells,
-                i_cells=state.i_cells, counts=state.counts, stages=[s._asdict() for s in state.stages])
-    checkpoint.save(folder, _KIND, {"theta": np.asarray(state.theta, np.float64)}, meta, name=CHECKPOINT_NAME)
+                i_cells=state.i_cells, counts=state.counts, stages=stages)
+    checkpoint.save(folder, _KIND, arrays, meta, name=CHECKPOINT_NAME)
 
 
-def _stage_from_json(st: dict) -> GrowthStage:
+def _stage_from_json(st: dict, arrays: dict, s: int) -> GrowthStage:
     st = dict(st)
     st["loss"] = math.inf if st["loss"] is None else float(st["loss"])  # strict JSON: inf -> null
     st["max_real_eig"] = math.nan if st["max_real_eig"] is None else float(st["max_real_eig"])
     st["targets"] = tuple(st["targets"])
     st["i_cells"] = tuple(st["i_cells"])
     st["splits"] = tuple(tuple(x) for x in st["splits"])
+    if st["train_history"] is not None:
+        prefix = f"history.{s}."
+        numeric = {k[len(prefix):]: v.tolist() for k, v in arrays.items() if k.startswith(prefix)}
+        st["train_history"] = dict(st["train_history"], **numeric)
     return GrowthStage(**st)
 
 
@@ -332,7 +362,7 @@ def _load_state(ck: checkpoint.Checkpoint) -> Tuple[_State, int]:
         e_cells=tuple(meta["e_cells"]),
         i_cells=tuple(meta["i_cells"]),
         counts=tuple(meta["counts"]),
-        stages=tuple(_stage_from_json(st) for st in meta["stages"]),
+        stages=tuple(_stage_from_json(st, ck.arrays, s) for s, st in enumerate(meta["stages"])),
     )
     return state, int(meta["next_stage"])
 
@@ -524,6 +554,6 @@ def _run_stage(state: _State, s: int, schedule: GrowthSchedule, task: Task, trai
     stage = GrowthStage(
         n_e=schedule.sizes[s][0], n_i=schedule.sizes[s][1], steps=taken, loss=chk.loss, stable=chk.stable,
         max_real_eig=chk.max_real_eig, targets=state.e_cells, i_cells=state.i_cells, splits=splits,
-        train_history=to_json(history), wall_time_s=time.perf_counter() - t0,
+        train_history=_plain_history(history), wall_time_s=time.perf_counter() - t0,
     )
     return trained._replace(stages=state.stages + (stage,))

@@ -1,6 +1,8 @@
 """grow reaches the full size under Dale's law with neutral splits, trains with the
 default BPTT trainer, resumes from its checkpoints and reports unstable stages."""
 
+from types import SimpleNamespace
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -170,3 +172,23 @@ def test_grow_validates_arguments(tiny_task, tmp_path):
             grow(tiny_task, progress=False, **kw)
     with pytest.raises(ValueError, match="task must"):
         grow("default")
+
+
+def test_grow_checkpoint_keeps_training_histories_exactly(tiny_task, tmp_path):
+    """Histories (NaN and inf included) read back from the checkpoint equal the ones
+    the trainer reported."""
+
+    def train(param, task, theta, n_steps, seed):
+        hist = {"step": np.arange(n_steps), "loss": np.r_[np.nan, np.inf, 0.5 + seed][:n_steps],
+                "accepted": np.arange(n_steps) > 1, "note": ["x"] * n_steps}
+        return SimpleNamespace(theta=theta, history=hist, steps=n_steps)
+
+    kw = dict(sizes=[(1, 1), (3, 3)], steps_per_stage=3, train_fn=train, checkpoint_dir=tmp_path)
+    first = grow(tiny_task, **kw)
+    again = grow(tiny_task, resume=True, **kw)
+    for a, b in zip(first.stages, again.stages):
+        np.testing.assert_array_equal(b.train_history["loss"], a.train_history["loss"])
+        assert {k: v for k, v in b.train_history.items() if k != "loss"} == \
+            {k: v for k, v in a.train_history.items() if k != "loss"}
+    assert np.isnan(again.stages[0].train_history["loss"][0]) and again.stages[1].train_history["loss"][1] == np.inf
+    assert again.stages[0].train_history["accepted"] == [False, False, True]
