@@ -50,26 +50,28 @@ def test_fvu_matches_lstsq_and_the_trace_formula():
     np.testing.assert_allclose(float(mean_fvu_loss(jnp.asarray(A), jnp.asarray(S))), np.mean(ref), rtol=1e-7)
 
 
-def test_pca_is_the_floor_and_learning_beats_the_start():
+def test_pca_is_the_floor_and_learning_beats_the_start(gsm_run):
     X = _patches(400)
-    train, test = X[:300], X[300:]
     M = 4
-    pca = pca_filters(train, M)
-    S = normalized_second_moment(train)
+    pca = pca_filters(X, M)
+    S = normalized_second_moment(X)
     floor = 1.0 - np.sort(np.linalg.eigvalsh(S))[::-1][:M].sum()
-    np.testing.assert_allclose(fvu(pca, train).mean(), floor, rtol=1e-10)
+    np.testing.assert_allclose(fvu(pca, X).mean(), floor, rtol=1e-10)
+    # the filters learned by the shared small run (conftest.gsm_run: 8 x 8 photographs, M = 4)
+    out, res, _, ps, _ = gsm_run
+    arr = np.load(out / "arrays.npz")
+    A = arr["filters_learned"]
+    params = GaborParams(*(arr[f"gabor_{k}"] for k in GaborParams._fields))
+    np.testing.assert_allclose(np.asarray(gabor_bank(params, 8)), A, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(A, axis=0), 1.0, rtol=1e-12)
+    train_fvu = res["filters"]["train_fvu"]
+    np.testing.assert_allclose(train_fvu, fvu(A, ps.train).mean(), rtol=1e-10)
+    pca_floor = fvu(pca_filters(ps.train, M), ps.train).mean()
     start = np.asarray(gabor_bank(init_gabor_params(M, 8, seed=0), 8))
-    lf = learn_gabors(train, M, 8, seed=0, max_iter=60)
-    assert lf.filters.shape == (64, M)
-    np.testing.assert_allclose(np.linalg.norm(lf.filters, axis=0), 1.0, rtol=1e-12)
-    assert floor - 1e-9 <= lf.train_fvu < fvu(start, train).mean() - 0.05
-    assert lf.history[-1] <= lf.history[0]
-    np.testing.assert_allclose(lf.train_fvu, fvu(lf.filters, train).mean())
-    # bounds hold
-    assert np.all(lf.params.sigma >= 0.5) and np.all(np.abs(lf.params.x0) <= 3.5)
-    assert np.all(lf.params.wavelength >= 2.0)
+    assert pca_floor - 1e-9 <= train_fvu < fvu(start, ps.train).mean() - 0.05
+    assert np.all(params.sigma >= 0.5) and np.all(np.abs(params.x0) <= 3.5) and np.all(params.wavelength >= 2.0)
     with pytest.raises(ValueError, match="patches must be"):
-        learn_gabors(train, M, 7)
+        learn_gabors(X, M, 7)
 
 
 def test_loss_gradient_matches_finite_differences():

@@ -16,7 +16,6 @@ import scipy.stats as st
 from test_gsm_model import _rel, reference_posterior
 
 import momentssn as ms
-from momentssn.experiments.natural_images import run_gsm
 from momentssn.gsm.filters import fvu
 from momentssn.gsm.ml import (
     fit_fixed_z_gaussian,
@@ -28,10 +27,9 @@ from momentssn.gsm.ml import (
     unpack_params,
 )
 from momentssn.gsm.model import GSM
-from momentssn.gsm.patches import default_patches
-from momentssn.tasks import INPUT_SCALE, load_task
+from momentssn.tasks import INPUT_SCALE
 
-SIZE, M = 8, 4
+M = 4
 
 
 @pytest.fixture(scope="module")
@@ -82,18 +80,13 @@ def test_ml_objective_gradient_matches_finite_differences(small_problem):
 
 # --------------------------------------------------------------------------- the small path
 #
-# One run of the `gsm` experiment at the small size (8 x 8 patches of the embedded
-# photographs, M = 4 learned Gabors, ML GSM, natural-image task) serves every test below.
+# One run of the `gsm` experiment at the small size (conftest.gsm_run) serves every test below;
+# GSM batches of 200 and 15 images reuse the shapes it compiled.
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gsm")
-    events = []
-    res = run_gsm(out, size=SIZE, n_filters=M, n_per_image=150, filter_iters=40, ml_iters=40, n_fit=300,
-                  n_eval=200, contrasts=(0.0, 1.0, 2.0), progress=events.append)
-    ps = default_patches(SIZE, n_per_image=150, seed=0)
-    return out, res, events, ps, load_task(out / "task.npz")
+def run(gsm_run):
+    return gsm_run
 
 
 def test_run_gsm_writes_consistent_results(run):
@@ -123,7 +116,9 @@ def test_ml_fit_beats_its_start_and_the_fixed_z_gaussian(run):
     ml = res["ml_gsm"]
     assert ml["history"][-1] < ml["history"][0] - 1e-3
     assert ml["grid_error"] < 1e-5  # the grid objective agrees with the accurate quadrature
-    exact = float(np.mean(np.asarray(task.gsm.log_evidence(fit_subset(ps.train, 300, 0)))))
+    X = fit_subset(ps.train, 300, 0)
+    first, last = (np.asarray(task.gsm.log_evidence(X[sl])) for sl in (slice(0, 200), slice(100, 300)))
+    exact = float((first.sum() + last[100:].sum()) / 300)
     assert abs(exact - ml["train_loglik_per_patch"]) < 1e-5
     assert float(task.gsm.beta) == float(task.gsm.alpha) == ml["alpha"]  # E[z] = 1
     # the scale mixture earns its place on the fitting patches (nats per patch)
@@ -134,9 +129,9 @@ def test_ml_posterior_moments_match_dense_quadrature(run):
     _, _, _, ps, task = run
     g = task.gsm
     A, C = np.asarray(g.filters), np.asarray(g.prior_cov)
-    xs = ps.test[:2]
-    post = g.posterior_moments(xs)
-    for k, x in enumerate(xs):
+    post = g.posterior_moments(task.images)
+    for k in (4, 8):  # two patches at contrast 1 and 2
+        x = task.images[k]
         m, S, _ = reference_posterior(A, C, float(g.sigma_x), float(g.alpha), float(g.beta), x)
         assert _rel(post.mean[k], m) < 1e-9 and _rel(post.cov[k], S) < 1e-9
 
@@ -149,8 +144,9 @@ def test_natural_image_task_runs_on_the_general_ssn(run):
     np.testing.assert_allclose(task.inputs[:, :M], task.images @ task.filters * INPUT_SCALE, atol=1e-12)
     np.testing.assert_array_equal(task.inputs[:, M:], task.inputs[:, :M])
     np.testing.assert_allclose(task.target_mean[0], 3.0, atol=1e-12)  # zero contrast: the baseline
-    post = task.gsm.posterior_moments(task.images[:3])
-    np.testing.assert_allclose(task.target_cov[:3], np.asarray(post.cov), atol=1e-12)
+    post = task.gsm.posterior_moments(task.images)
+    np.testing.assert_allclose(task.target_cov, np.asarray(post.cov), atol=1e-12)
+    np.testing.assert_allclose(task.target_mean, 3.0 + np.asarray(post.mean), atol=1e-12)
     param = ms.get_parameterization("general", m=M)
     theta = param.default_theta()
     h = param.inputs(theta, jnp.asarray(task.inputs))
