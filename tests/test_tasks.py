@@ -14,6 +14,7 @@ from momentssn.tasks import (
     gabor_filters,
     get_task,
     load_task,
+    natural_image_task,
     orientation_bump,
     ring_prior_cov,
 )
@@ -189,3 +190,11 @@ def test_bad_files_give_clear_errors(task, tmp_path):
     np.save(p, np.zeros(3))
     with pytest.raises(ValueError, match="single array"):
         load_task(p)
+
+
+def test_natural_image_task_rejects_bad_input():
+    g = GSM(np.ones((4, 2)) + np.eye(4, 2), np.eye(2), 1.0, 2.0, 2.0)
+    with pytest.raises(ValueError, match=r"patches must be \(n, P=4\)"):
+        natural_image_task(g, np.ones((3, 5)))
+    with pytest.raises(ValueError, match="contrasts must be finite and >= 0"):
+        natural_image_task(g, np.ones((3, 4)), contrasts=(0.0, -1.0))
