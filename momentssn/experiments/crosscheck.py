@@ -228,6 +228,15 @@ def _precision(*dtypes):
     return jax.default_matmul_precision("highest")
 
 
+def _say_results(progress, status, err, err_se, z_rms, t0: float) -> None:
+    """One line per stimulus: status, errors with their noise floors, rms z."""
+    B = len(status)
+    for b in range(B):
+        _say(progress, f"stimulus {b + 1}/{B} [{status[b]}] "
+             + ", ".join(f"{m} {fmt_number(err[m][b])} (se {fmt_number(err_se[m][b])})" for m in ("mean", "std", "cov"))
+             + f", z_rms mean/cov {fmt_number(z_rms['mean'][b])}/{fmt_number(z_rms['cov'][b])}", t0)
+
+
 def _resolve_dtype(dtype):
     """(simulation dtype, closure dtype): float64 when 64-bit mode is on (module docstring)."""
     x64 = bool(jax.config.jax_enable_x64)
@@ -283,9 +292,8 @@ def crosscheck(
         transient_trials: trials of the transient simulation (default
             max(256, n_trials)).
         transient_points: about this many recorded times.
-        progress: callback receiving ``Progress`` events (what is being done, the
-            closure's stimulus counter, the simulation's, and one summary per
-            stimulus); ``None``: silent.
+        progress: ``Progress`` callback (what is being done, counters, one summary
+            per stimulus); ``None``: silent.
 
     Returns:
         ``CrosscheckReport``.  A closure without a stable fixed point and diverged
@@ -339,10 +347,7 @@ def crosscheck(
 
     all_div = (st.n_diverged >= n_trials) | ~np.all(np.isfinite(st.sim.mean), -1)
     status = tuple(_status(bool(stable[b]), bool(all_div[b])) for b in range(B))
-    for b in range(B):
-        _say(progress, f"stimulus {b + 1}/{B} [{status[b]}] "
-             + ", ".join(f"{m} {fmt_number(err[m][b])} (se {fmt_number(err_se[m][b])})" for m in ("mean", "std", "cov"))
-             + f", z_rms mean/cov {fmt_number(z_rms['mean'][b])}/{fmt_number(z_rms['cov'][b])}", t_all)
+    _say_results(progress, status, err, err_se, z_rms, t_all)
     return CrosscheckReport(
         h=H, squeeze=squeeze, theory=theory, sim=st.sim, sim_se=st.sim_se, std_se=st.std_se,
         corr_se=st.corr_se, err=err, err_se=err_se, z=z, z_rms=z_rms, z_max=z_max, status=status,
