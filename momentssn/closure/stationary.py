@@ -465,6 +465,10 @@ def stationary_solve(net: SSN, h, init=None):
         (Moments(mean (.., N), cov (.., N, N)), SolveInfo) — check ``info.stable``;
         the moments of unstable/unconverged stimuli are meaningless.  Usable inside
         ``jit``/``grad``/``vmap`` (this is what fitting uses).
+
+    Raises:
+        ValueError: net not an SSN, h not (N,) or (B, N) (B >= 1) or (outside
+            ``jit``) not finite, init of the wrong shape.
     """
     h = check_stimulus(net, h)
     init = _warm_start(net, h, init)
@@ -488,10 +492,12 @@ def stationary_moments(net: SSN, h, init=None) -> Moments:
         every leaf of ``net`` and ``h`` by implicit differentiation.
 
     Raises:
-        UnstableNetworkError: no stable fixed point (Newton did not converge — the
-            mean dynamics diverge — or J has an eigenvalue with real part >= 0).
-            Only when called eagerly; inside ``jit``/``grad`` use ``stationary_solve``
-            and its ``SolveInfo``.
+        ValueError: a bad argument (see ``stationary_solve``).
+        UnstableNetworkError: no stable fixed point; the message says which: Newton
+            found no fixed point (the mean dynamics may diverge), or the fixed point
+            is unstable (J has an eigenvalue with real part >= 0, given).  Only when
+            called eagerly; inside ``jit``/``grad`` use ``stationary_solve`` and its
+            ``SolveInfo``.
     """
     m, info = stationary_solve(net, h, init)
     if not is_traced(info):
