@@ -107,7 +107,9 @@ def _steps(t_max, dt, save_every) -> tuple:
     ``save_every``-th saved."""
     dt = check_scalar("dt", dt, positive=True, unit="ms")
     t_max = check_scalar("t_max", t_max, positive=True, unit="ms")
-    if isinstance(save_every, bool) or int(save_every) != save_every or int(save_every) < 1:
+    integral = isinstance(save_every, (int, float, np.integer, np.floating)) and not isinstance(
+        save_every, bool) and float(save_every).is_integer()
+    if not integral or save_every < 1:
         raise ValueError(f"save_every must be a positive integer, got {save_every!r}")
     save_every = int(save_every)
     n_steps = int(round(t_max / dt))
@@ -128,7 +130,7 @@ def divergence_time(t: jax.Array, mean: jax.Array, cov: jax.Array) -> jax.Array:
     return jnp.where(jnp.any(bad, axis=-1), t[first], jnp.inf)
 
 
-def _raise_if_diverged(net: SSN, h, tr: MomentTrajectory, dt: float) -> None:
+def _raise_if_diverged(net: SSN, tr: MomentTrajectory, dt: float) -> None:
     """``MomentsDivergedError`` for the first stimulus whose moments are not finite,
     with the largest real part of J's eigenvalues at the last finite saved state."""
     when = np.atleast_1d(np.asarray(tr.diverged_at))
@@ -204,5 +206,5 @@ def propagate_moments(
     t = jnp.asarray(np.arange(n_saves + 1) * save_every * dt, net.W.dtype)
     tr = MomentTrajectory(t, mu, S, X, divergence_time(t, mu, S))
     if not is_traced(tr):
-        _raise_if_diverged(net, h, tr, dt)
+        _raise_if_diverged(net, tr, dt)
     return tr
