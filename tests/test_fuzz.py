@@ -152,7 +152,8 @@ def test_power_spectrum(args, data):
     h = _stimulus(data.draw, net.N)
     valid = [np.linspace(0.0, 100.0, 5), np.linspace(-50.0, 50.0, 5), np.array([0.0, 1e300, 1.0, 2.0, 3.0])]
     freqs = data.draw(st.sampled_from(valid + valid + [
-        np.array([0.0, np.nan, 1.0, 2.0, 3.0]), np.array([]), np.ones((5, 1)), np.array([0.0, np.inf, 2.0, 3.0, 4.0]),
+        np.array([0.0, np.nan, 1.0, 2.0, 3.0]), np.array([]), np.ones((5, 1)),
+        np.array([0.0, np.inf, 2.0, 3.0, 4.0]),
     ]))
     out = _obeys_rule(lambda: ms.power_spectrum(net, jnp.asarray(h), jnp.asarray(freqs)),
                       ("h", "freqs"))

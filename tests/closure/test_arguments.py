@@ -24,7 +24,8 @@ BAD_CALLS = [
     (lambda: ms.propagate_moments(NET, H, 10.0, np.nan), "dt must be finite"),
     (lambda: ms.propagate_moments(NET, H, np.inf, 0.5), "t_max must be finite"),
     (lambda: ms.propagate_moments(NET, H, 0.1, 0.5), "t_max must be at least one step"),
-    (lambda: ms.propagate_moments(NET, H, 10.0, 0.5, save_every=2.5), "save_every must be a positive integer"),
+    (lambda: ms.propagate_moments(NET, H, 10.0, 0.5, save_every=2.5),
+     "save_every must be a positive integer"),
     (lambda: ms.propagate_moments(NET, H, 10.0, 0.5, save_every=21), "save_every must be <="),
     (lambda: ms.propagate_moments(NET, H, 1e6, 1e-6), "raise dt"),
     (lambda: ms.propagate_moments(NET, H, 10.0, 0.5, mean0=NAN2), "mean0 contains NaN"),
@@ -94,7 +95,8 @@ def test_unstable_network_errors_say_what_failed():
     assert "-0." not in str(err.value)  # no stable eigenvalue offered as the reason
     # the oscillatory unstable fixed point of test_stationary: the eigenvalue, signed
     net = ms.SSN(np.array([[2.5, -1.3], [2.4, -1.0]]), np.array([20.0, 200.0]), 0.001 * np.eye(2), 20.0)
-    with pytest.raises(ms.UnstableNetworkError, match=r"unstable: largest real part of the eigenvalues of J = \+") as err:
+    unstable = r"unstable: largest real part of the eigenvalues of J = \+"
+    with pytest.raises(ms.UnstableNetworkError, match=unstable) as err:
         ms.stationary_moments(net, jnp.array([10.0, 10.0]))
     assert f"{err.value.max_real_eig:+.4g} /ms" in str(err.value)
     # Newton stops at the mean's fixed point at the noise-only variances (no stationary
