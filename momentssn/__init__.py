@@ -10,12 +10,26 @@ momentssn never flips this switch for you (the ``momentssn`` command line does, 
 its own process).  Simulation runs in float32 by default in either mode.
 """
 
+import tomllib as _tomllib
 from importlib import metadata as _metadata
+from pathlib import Path as _Path
 
-try:
-    __version__ = _metadata.version("momentssn")
-except _metadata.PackageNotFoundError:  # a source tree that was not installed: pyproject's version
-    __version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version; in a source tree that was not installed,
+    pyproject.toml's (``0+unknown`` if neither can be read)."""
+    try:
+        return _metadata.version("momentssn")
+    except _metadata.PackageNotFoundError:
+        pass
+    try:
+        with open(_Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as fh:
+            return str(_tomllib.load(fh)["project"]["version"])
+    except (OSError, KeyError, _tomllib.TOMLDecodeError):
+        return "0+unknown"
+
+
+__version__ = _version()
 
 from .experiments.compare import TrainingRun, compare_methods, train_run
 from .experiments.crosscheck import crosscheck

@@ -112,7 +112,17 @@ def test_unstable_network_errors_say_what_failed():
     assert err.value.max_real_eig == float(info.max_real_eig) > 0
 
 
-def test_version():
+def test_version(monkeypatch):
+    import tomllib
     from importlib import metadata
+    from pathlib import Path
 
     assert ms.__version__ == metadata.version("momentssn")
+    # a source tree that was not installed: pyproject.toml's version
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    pyproject = tomllib.loads((Path(ms.__file__).parents[1] / "pyproject.toml").read_text())
+    assert ms._version() == pyproject["project"]["version"]
