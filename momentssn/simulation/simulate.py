@@ -65,7 +65,7 @@ def _warn_step(net: SSN, dt: float, integ: Integrator) -> None:
             f"simulate: dt = {dt:g} ms is large against the fastest time constant "
             f"(min tau = {dt / x:g} ms, dt/tau = {x:.3g}) for the order-{integ.order} integrator "
             f"{integ.name!r}: expect a step error of order (dt/tau)^{integ.order} = {x**integ.order:.2g} "
-            "or more in the moments; measure it with momentssn.step_error",
+            "or more in the moments; measure it with momentssn.simulation.step_error.step_error",
             StepSizeWarning, stacklevel=3)
 
 
@@ -208,7 +208,7 @@ def simulate(
         h: (N,) or (B, N) input (mV); a batch of B stimuli is simulated at once.
         t_max: duration (ms); ``n_steps = round(t_max / dt)`` steps are taken.
         dt: time step (ms).  ``simulate`` warns (``StepSizeWarning``, once per setting)
-            when (dt / min tau)^order > 5e-3; :func:`momentssn.step_error` measures the
+            when (dt / min tau)^order > 5e-3; ``simulation.step_error.step_error`` measures the
             step error of a setting.
         n_trials: independent trials per stimulus (common to all stimuli).
         seed: int (or a JAX PRNG key).  Same seed and options -> same numbers.
@@ -251,7 +251,7 @@ def simulate(
         noise_substeps: R >= 1: the noise of each step is the exact aggregate of R OU steps
             of dt / R, so the run sees the same eta path (at its grid times) as a run at
             dt / R with ``noise_substeps=1`` (common random numbers across step sizes,
-            used by :func:`momentssn.step_error`).
+            used by ``simulation.step_error.step_error``).
         checkpoint: rematerialize each chunk in the backward pass (``jax.checkpoint``,
             default).  ``False`` keeps every step's residuals: reverse-mode memory
             O(n_steps B n_trials N); only useful for benchmarking that trade-off.
