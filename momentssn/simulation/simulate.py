@@ -297,7 +297,7 @@ def simulate(
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     if R < 1 or n_steps * R >= 2**32 - 1:
         raise ValueError(f"noise_substeps must be >= 1 with n_steps * noise_substeps < 2^32 - 1, got {R}")
-    if not (isinstance(bound, (int, float)) and bound > 0 and math.isfinite(bound)):
+    if not (isinstance(bound, (int, float, np.integer, np.floating)) and bound > 0 and math.isfinite(bound)):
         raise ValueError(f"bound must be a finite number > 0, got {bound!r}")
     if progress is not None and progress is not False and not callable(progress):
         raise ValueError("progress must be a callable taking momentssn.progress.Progress, or None "
