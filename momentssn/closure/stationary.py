@@ -116,10 +116,11 @@ class SolveInfo(NamedTuple):
     warm_start: ``WarmStart`` at the solution (its K is the one of Newton's last
         Jacobian, exact at the solution when the solve was differentiated): pass it
         as ``init`` to the next solve at nearby parameters.
-    mean_residual: max |-mu + h + W nu| / (1 + |mu|) at Newton's final iterate; ~0
-        when that iterate is a fixed point of the mean (then an unconverged solve
-        with max_real_eig >= 0 means: the fixed point is unstable, no stationary
-        covariance exists there).  None when not computed.
+    mean_residual: max |-mu + h + W nu| / (1 + |mu|) at Newton's final iterate of a
+        failed solve; ~0 when that iterate is a fixed point of the mean (then an
+        unconverged solve with max_real_eig >= 0 means: the fixed point is unstable,
+        no stationary covariance exists there).  0 for a stable converged solve (a
+        root is a fixed point of the mean); None when not computed.
     """
 
     converged: jax.Array
@@ -366,7 +367,9 @@ def _solve(net, h, z0, K0, exact_K: bool):
     st, converged, res, K, lam_end = best
     z = st.z
     max_eig = jnp.max(jnp.real(lam_end)).astype(z.dtype)
-    mean_res = _mean_residual(net, h, z)
+    # only a failed solve needs it (for its error message): no cost on success
+    mean_res = lax.cond(converged & (max_eig < 0), lambda: jnp.zeros((), z.dtype),
+                        lambda: _mean_residual(net, h, z).astype(z.dtype))
     aux = jnp.stack([converged.astype(z.dtype), iters.astype(z.dtype), res, max_eig, mean_res])
     return (z[:N], st.aux["S"], aux, K), (net, h, z, st.aux, K)
 
