@@ -11,7 +11,6 @@ fixed, so that every function compiles once or twice for the whole file.
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
