@@ -52,7 +52,7 @@ from .params.growing import Growing
 from .params.ring import Baseline15, General, Ring, echeveste_start, echeveste_theta
 from .closure.transient import propagate_moments
 from .simulation.simulate import SimulationResult, simulate
-from .closure.spectrum import lagged_covariance, peak_frequency, power_spectrum
+from .closure.spectrum import SpectralPeak, lagged_covariance, peak_frequency, power_spectrum
 from .closure.stationary import (
     SolveInfo,
     WarmStart,
@@ -87,6 +87,7 @@ __all__ = [
     "lagged_covariance",
     "power_spectrum",
     "peak_frequency",
+    "SpectralPeak",
     "simulate",
     "SimulationResult",
     "GSM",
