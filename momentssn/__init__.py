@@ -39,19 +39,24 @@ from .gsm.model import GSM, ZPosterior
 from .training.fit import FitResult, fit
 from .growth.grow import GrowthResult, GrowthStage, grow
 from .growth.split import split_inputs, split_moments, split_neuron, split_noise_factor
-from .losses.closure import stationary_loss, transient_loss
+from .losses.closure import ClosureScore, network_closure_loss, stationary_loss, transient_loss
 from .losses.moment import LossAux, LossWeights, loss_per_stimulus, moment_loss
 from .losses.simulated import SimulatedScore, simulated_loss, simulated_score
 from .closure.lyapunov import solve_lyapunov
 from .model import SSN, rate
 from .moments import Moments, MomentTrajectory, correlation, symmetrize
 from .closure.nonlinearity import rate_expectations, rectified_moment
-from .training.lbfgs import LBFGSResult, minimize_lbfgs
+from .training.lbfgs import JaxoptLBFGS, LBFGSResult, OptaxLBFGS, ScipyLBFGSB, minimize_lbfgs
 from .params.base import get_parameterization, parameterization_from_json, register_parameterization
 from .params.growing import Growing
 from .params.ring import Baseline15, General, Ring, echeveste_start, echeveste_theta
 from .closure.transient import propagate_moments
-from .simulation.simulate import SimulationResult, simulate
+from .simulation.integrators.etd2 import ExponentialTrapezoid
+from .simulation.integrators.exp_ab2 import ExponentialAB2
+from .simulation.integrators.exp_euler import ExponentialEuler
+from .simulation.integrators.heun import Heun
+from .simulation.simulate import SimulationResult, StepSizeWarning, simulate
+from .simulation.step_error import StepError, step_error
 from .closure.spectrum import SpectralPeak, lagged_covariance, peak_frequency, power_spectrum
 from .closure.stationary import (
     SolveInfo,
@@ -62,9 +67,28 @@ from .closure.stationary import (
     stationary_solve,
 )
 from .tasks import Task, default_task, get_task, load_task
-from .training.adam import TrainResult, adam_train, train_bptt, train_moments_adam
+from .training.adam import AdamSettings, TrainResult, adam_train, train_bptt, train_moments_adam
+from .io import Loaded, load
+from . import datasets
 
 __all__ = [
+    "__version__",
+    "load",
+    "Loaded",
+    "datasets",
+    "ClosureScore",
+    "network_closure_loss",
+    "JaxoptLBFGS",
+    "OptaxLBFGS",
+    "ScipyLBFGSB",
+    "Heun",
+    "ExponentialTrapezoid",
+    "ExponentialAB2",
+    "ExponentialEuler",
+    "StepSizeWarning",
+    "StepError",
+    "step_error",
+    "AdamSettings",
     "SSN",
     "rate",
     "Moments",

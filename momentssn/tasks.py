@@ -384,14 +384,14 @@ def load_task(path: Union[str, os.PathLike]) -> Task:
     try:
         obj = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable task .npz ({err})") from err
+        raise ValueError(f"{path} is corrupt or not a task file (.npz)") from err
     if not isinstance(obj, np.lib.npyio.NpzFile):
         raise ValueError(f"{path} holds a single array, not a task .npz with named keys")
     try:
         with obj as f:
             data = {k: f[k] for k in f.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable task .npz ({err})") from err
+        raise ValueError(f"{path} is corrupt or not a task file (.npz)") from err
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise ValueError(

@@ -184,7 +184,7 @@ def test_bad_files_give_clear_errors(task, tmp_path):
         load_task(p)
     p = tmp_path / "garbage.npz"
     p.write_bytes(b"this is not a zip file")
-    with pytest.raises(ValueError, match="not a readable task .npz"):
+    with pytest.raises(ValueError, match="corrupt or not a task file"):
         load_task(p)
     p = tmp_path / "single.npy"
     np.save(p, np.zeros(3))

@@ -12,6 +12,8 @@ wall time, loss history and theta; strict JSON) and the figures and summaries of
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -33,9 +35,10 @@ class BaselineRun(NamedTuple):
     summary: dict
 
 
-def _result(task_label: str, loss_kind: str, res: FitResult) -> dict:
-    """result.json of a fit (strict JSON: a non-finite loss is null, with the reason)."""
-    doc = dict(task=task_label, loss=res.loss, params=res.params, loss_per_stimulus=res.loss_per_stimulus,
+def _result(task_label: str, loss_kind: str, res: FitResult, param) -> dict:
+    """result.json of a fit (strict JSON: a non-finite loss is null, with the reason);
+    ``network`` is the parameter document (``ms.load`` reads the network back from it)."""
+    doc = dict(network=json.loads(param.to_json(res.theta)), task=task_label, loss=res.loss, params=res.params, loss_per_stimulus=res.loss_per_stimulus,
                iterations=res.iterations, restarts=res.restarts, wall_time_s=res.wall_time_s,
                method=res.method, loss_kind=loss_kind, message=res.message, history=res.history,
                theta=[float(v) for v in res.theta])
@@ -71,6 +74,6 @@ def fit_baseline(task: Task, out, *, task_label: str = "", method: str = "jaxopt
               progress=progress)
     report(progress, Progress("fit-baseline", res.iterations, loss=res.loss, elapsed_s=res.wall_time_s,
                               message=f"final loss after {res.iterations} iterations"))
-    atomic_write_json(out / "result.json", _result(task_label or task.name, loss, res))
+    atomic_write_json(out / "result.json", _result(task_label or task.name, loss, res, param))
     summary = baseline_report(param, task, res, out, simulate_check=check, progress=progress)
     return BaselineRun(res, summary)

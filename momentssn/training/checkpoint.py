@@ -13,6 +13,7 @@ the backward pass, which the simulated loss uses under the name "remat".)
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional
 
@@ -61,14 +62,20 @@ def read(path: PathLike) -> Checkpoint:
     """Read a checkpoint file; ``ValueError`` naming the file if it is not one."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} is corrupt or not a momentssn checkpoint (.npz)") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single array, not a momentssn checkpoint (.npz)")
+    try:
+        with f:
             if _META not in f.files:
                 raise ValueError(f"{path} is not a momentssn checkpoint (no header)")
             meta = json.loads(str(f[_META]))
             arrays = {k: f[k] for k in f.files if k != _META}
-    except (OSError, EOFError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated): {e}") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r} (expected {FORMAT})")

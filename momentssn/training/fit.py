@@ -272,7 +272,8 @@ def fit(
     objective, next_ctx = _objective(param, task, loss, weights)
     t_call = time.perf_counter()
     config = dict(method=backend.name, restarts=restarts, seed=seed, max_iter=max_iter, loss=loss,
-                  restart_scale=float(restart_scale), size=int(param.size))
+                  restart_scale=float(restart_scale), size=int(param.size),
+                  parameterization=param.kind, constants=param.constants())  # lets ms.load rebuild param
     found = ckpt.resume_from(checkpoint_dir, _KIND, resume)
     if found is not None:
         state = _State.from_checkpoint(found)

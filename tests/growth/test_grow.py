@@ -78,6 +78,9 @@ def test_grow_resumes_from_its_checkpoint(tiny_task, tmp_path):
     assert resumed.targets == straight.targets and resumed.i_cells == straight.i_cells
     assert [s.splits for s in resumed.stages] == [s.splits for s in straight.stages]
     assert [s.loss for s in resumed.stages] == [s.loss for s in straight.stages]
+    loaded = ms.load(tmp_path)  # the finished growth's checkpoint loads back as its network
+    assert loaded.kind == "growth" and loaded.net.N == 6
+    np.testing.assert_array_equal(np.asarray(loaded.theta), resumed.theta)
 
 
 def test_grow_reports_progress_and_refuses_to_resume_from_nothing(tiny_task, tmp_path):

@@ -100,6 +100,10 @@ def test_interrupted_fit_resumes_where_it_stopped(tmp_path):
     # a finished fit resumed again does nothing more
     again = ms.fit(param, task, max_iter=200, checkpoint_dir=tmp_path, resume=True)
     assert again.history == res.history and again.loss == res.loss
+    # the checkpoint loads back as a network (ms.load)
+    loaded = ms.load(tmp_path)
+    assert loaded.kind == "fit" and loaded.param == param
+    np.testing.assert_array_equal(np.asarray(loaded.theta), res.theta)
 
 
 def test_fit_resume_without_a_checkpoint_names_the_folder(tmp_path):
