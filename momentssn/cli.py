@@ -185,7 +185,7 @@ def _verb(sub, common, name, func, help):
     return p
 
 
-def _task_option(p, help="'default' (the embedded task) or the path of a task .npz"):
+def _task_option(p, help="'default' (the embedded task), 'echeveste2020' (the published task, shipped with momentssn) or the path of a task .npz"):
     p.add_argument("--task", type=types.task_spec, default="default", help=help)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from .gsm.model import GSM
 from .moments import Moments
+from .datasets import BUILTIN_TASKS
 
 __all__ = [
     "Task",
@@ -410,9 +411,13 @@ def load_task(path: Union[str, os.PathLike]) -> Task:
 
 
 def get_task(spec: Union[str, os.PathLike, Task]) -> Task:
-    """``"default"`` -> :func:`default_task`; a path -> :func:`load_task`; a Task is returned as is."""
+    """``"default"`` -> :func:`default_task`; ``"echeveste2020"`` -> the published task
+    (package data, ``momentssn.datasets``); a path -> :func:`load_task`; a Task is returned as is."""
     if isinstance(spec, Task):
         return spec
     if isinstance(spec, str) and spec == "default":
         return default_task()
+    if isinstance(spec, str) and spec in BUILTIN_TASKS:
+        task = load_task(BUILTIN_TASKS[spec]())
+        return task.replace(name=spec)
     return load_task(spec)

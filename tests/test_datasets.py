@@ -19,3 +19,11 @@ def test_echeveste2020_matches_the_released_task(echeveste_task_path):
         assert sorted(ours.files) == sorted(released.files)
         for k in released.files:
             np.testing.assert_array_equal(ours[k], released[k], err_msg=k)
+
+
+def test_get_task_by_name():
+    import momentssn as ms
+
+    task = ms.get_task("echeveste2020")
+    assert task.name == "echeveste2020" and task.n_stimuli == 5
+    np.testing.assert_array_equal(task.inputs, load_task(datasets.echeveste2020_path()).inputs)

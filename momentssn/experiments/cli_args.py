@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Tuple
 
 from .compare import METHODS, NETS
+from ..datasets import BUILTIN_TASKS
 
 __all__ = ["positive", "finite", "count", "nonnegative_int", "seed", "existing_file", "task_file", "task_spec",
            "run_spec", "out_folder"]
 
 #: Task names the command line accepts besides a path.
-TASK_NAMES = ("default",)
+TASK_NAMES = ("default",) + tuple(BUILTIN_TASKS)
 
 
 def _number(text: str, kind, what: str):
