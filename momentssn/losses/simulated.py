@@ -20,6 +20,7 @@ import numpy as np
 
 from .._util import require_x64
 from ..moments import Moments
+from ..simulation.integrators.registry import get_integrator
 from ..simulation.simulate import simulate
 from ._args import check_int, check_positive
 from .closure import time_averaged_moments
@@ -201,25 +202,76 @@ def simulated_loss(
 
 
 class SimulatedScore(NamedTuple):
-    """Loss of a network's *simulated* moments against targets (eq. 7).
+    """Loss of a network's *simulated* moments against targets (eq. 7), with both error bars.
 
     loss: mean over stimuli (inf if some stimulus has no surviving trial);
     loss_per_stimulus: (S,); moments: simulated Moments of the target cells (S, M..);
-    n_diverged: (S,) diverged trials.
+    n_diverged: (S,) diverged trials;
+    loss_se: Monte Carlo standard error of ``loss`` (jackknife over independent trial
+        groups; NaN if fewer than 2 groups survive);
+    step_error: the time step's bias of ``loss`` (Richardson estimate from a run at dt/2
+        on the same noise path: loss(dt) - loss(dt -> 0)), ``None`` unless asked for;
+    dt: the step (ms).
     """
 
     loss: float
     loss_per_stimulus: np.ndarray
     moments: Moments
     n_diverged: np.ndarray
+    loss_se: float = float("nan")
+    step_error: Optional[float] = None
+    dt: float = float("nan")
 
 
-@functools.partial(jax.jit, static_argnames=("t_max", "dt", "n_trials", "seed", "burn_in"))
-def _long_run(net, h, *, t_max, dt, n_trials, seed, burn_in):
-    """(pooled Moments, n_diverged) of ``ms.simulate``; under ``jit`` a simulation in which
-    every trial of a stimulus diverged reports it in ``n_diverged`` instead of raising."""
-    sim = simulate(net, h, t_max, dt, n_trials, seed, burn_in=burn_in)
-    return sim.moments, sim.n_diverged
+@functools.partial(jax.jit, static_argnames=("t_max", "dt", "n_trials", "seed", "burn_in", "substeps"))
+def _long_run(net, h, *, t_max, dt, n_trials, seed, burn_in, substeps=1):
+    """(pooled Moments, group Moments, group sample counts, n_diverged) of ``ms.simulate``;
+    under ``jit`` a simulation in which every trial of a stimulus diverged reports it in
+    ``n_diverged`` instead of raising."""
+    sim = simulate(net, h, t_max, dt, n_trials, seed, burn_in=burn_in, noise_substeps=substeps)
+    return sim.moments, sim.group_moments, sim.group_n_samples, sim.n_diverged
+
+
+def _target_moments(mean, cov, M):
+    return np.asarray(mean, np.float64)[..., :M], np.asarray(cov, np.float64)[..., :M, :M]
+
+
+def _losses(mean, cov, target_mean, target_cov, weights) -> np.ndarray:
+    """eq. 7 per stimulus (leading axes kept), +inf where not finite."""
+    per = np.asarray(loss_per_stimulus(Moments(jnp.asarray(mean), jnp.asarray(cov)), jnp.asarray(target_mean),
+                                       jnp.asarray(target_cov), weights), np.float64)
+    return np.where(np.isfinite(per), per, np.inf)
+
+
+def jackknife_loss_se(group_mean, group_cov, group_n, target_mean, target_cov,
+                      weights: LossWeights = LossWeights()) -> float:
+    """Monte Carlo standard error of the stimulus-averaged loss of pooled moments.
+
+    group_mean (S, G, M), group_cov (S, G, M, M), group_n (S, G) samples per group: the
+    moments of G independent trial groups.  Leave-one-group-out pooled moments
+    (pooled second moments, so the covariances combine exactly) give losses L_-g and
+    se = sqrt((G - 1)/G sum_g (L_-g - mean L_-.)^2).  NaN with fewer than 2 groups.
+    """
+    gm, gc = np.asarray(group_mean, np.float64), np.asarray(group_cov, np.float64)
+    n = np.asarray(group_n, np.float64)
+    G = gm.shape[1]
+    if G < 2 or np.any(np.sum(n > 0, axis=1) < 2):
+        return float("nan")
+    ok = n > 0
+    gm = np.where(ok[..., None], gm, 0.0)
+    second = np.where(ok[..., None, None], gc + gm[..., :, None] * gm[..., None, :], 0.0)
+    S1 = np.sum(n[..., None] * gm, axis=1)
+    S2 = np.sum(n[..., None, None] * second, axis=1)
+    loo = []
+    for g in range(G):
+        nn = np.sum(n, axis=1) - n[:, g]
+        m = (S1 - n[:, g, None] * gm[:, g]) / nn[:, None]
+        c = (S2 - n[:, g, None, None] * second[:, g]) / nn[:, None, None] - m[:, :, None] * m[:, None, :]
+        loo.append(np.mean(_losses(m, c, target_mean, target_cov, weights)))
+    loo = np.asarray(loo)
+    if not np.all(np.isfinite(loo)):
+        return float("nan")
+    return float(np.sqrt((G - 1) / G * np.sum((loo - loo.mean()) ** 2)))
 
 
 def simulated_score(
@@ -234,23 +286,34 @@ def simulated_score(
     dt: float = 0.5,
     seed: int = 12345,
     weights: LossWeights = LossWeights(),
+    step_check: bool = False,
 ) -> SimulatedScore:
     """Eq. 7 on moments of a long simulation (pooled over trials and the time after
     ``burn_in``): the ground truth every training method is judged by.
 
     net: SSN (N cells); inputs: (S, N) mV; target_mean (S, M), target_cov (S, M, M)
-    for the first M cells.  float32 simulation (the default of ``ms.simulate``).  A
-    stimulus whose every trial diverges scores +inf (its moments are NaN): a score,
-    not an error, so that a comparison of training methods can rank a failed network.
+    for the first M cells.  float32 simulation with the simulator's default (second
+    order) integrator.  ``loss_se`` is always computed; ``step_check=True`` also runs
+    dt/2 on the same noise path (about 3x the cost) and reports the step's bias of the
+    loss in ``step_error``.  A stimulus whose every trial diverges scores +inf (its
+    moments are NaN): a score, not an error, so that a comparison of training methods
+    can rank a failed network.
     """
     target_mean = np.asarray(target_mean, np.float64)
     M = target_mean.shape[1]
-    moments, n_div = _long_run(net, jnp.asarray(inputs), t_max=float(t_max), dt=float(dt), n_trials=int(n_trials),
-                               seed=int(seed), burn_in=float(burn_in))
-    mean = np.asarray(moments.mean, np.float64)[:, :M]
-    cov = np.asarray(moments.cov, np.float64)[:, :M, :M]
-    n_div = np.asarray(n_div).reshape(-1)
-    per = np.asarray(loss_per_stimulus(Moments(jnp.asarray(mean), jnp.asarray(cov)), jnp.asarray(target_mean),
-                                       jnp.asarray(target_cov), weights), np.float64)
-    per = np.where(np.isfinite(per), per, np.inf)
-    return SimulatedScore(float(np.mean(per)), per, Moments(mean, cov), n_div)
+    kw = dict(t_max=float(t_max), n_trials=int(n_trials), seed=int(seed), burn_in=float(burn_in))
+    h = jnp.asarray(inputs)
+    moments, groups, group_n, n_div = _long_run(net, h, dt=float(dt), substeps=2 if step_check else 1, **kw)
+    mean, cov = _target_moments(moments.mean, moments.cov, M)
+    per = _losses(mean, cov, target_mean, target_cov, weights)
+    loss = float(np.mean(per))
+    gm, gc = _target_moments(groups.mean, groups.cov, M)
+    se = jackknife_loss_se(gm, gc, group_n, target_mean, target_cov, weights) if np.isfinite(loss) else float("nan")
+    step = None
+    if step_check:
+        fine = _long_run(net, h, dt=float(dt) / 2, substeps=1, **kw)[0]
+        loss_fine = float(np.mean(_losses(*_target_moments(fine.mean, fine.cov, M), target_mean, target_cov,
+                                          weights)))
+        p = get_integrator(None).order
+        step = (loss - loss_fine) * 2.0**p / (2.0**p - 1.0) if np.isfinite(loss - loss_fine) else float("inf")
+    return SimulatedScore(loss, per, Moments(mean, cov), np.asarray(n_div).reshape(-1), se, step, float(dt))
