@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ from ..model import SSN
 from ..moments import Moments
 from ..progress import Progress, ProgressFn, report
 from ..simulation.simulate import simulate
+from ..simulation.step_error import step_error
 from .crosscheck_report import STATUS_OK, CrosscheckReport, TransientComparison, fmt_number
 from .crosscheck_stats import compare_moments, corr_of, group_se, norm, safe_div, std_of, z_summary
 
@@ -164,6 +165,21 @@ def _simulate_batch(net, H, *, t_max, dt, n_trials, seed, burn_in, dtype, n_grou
                        np.asarray(res.n_samples).reshape(B), int(g_n.shape[-1]))
 
 
+def _step_check(net, H, *, dtype, **kw) -> Optional[Dict[str, np.ndarray]]:
+    """``CrosscheckReport.step`` from ``step_error`` (None if every trial of a stimulus
+    diverged: no moments to judge)."""
+    try:
+        with _quiet_divergence(), _precision(dtype):
+            se = step_error(net, jnp.asarray(H, dtype), dtype=dtype, **kw)
+    except SimulationDivergedError:
+        return None
+    mean_err = np.abs(np.asarray(se.error.mean, float)).max(axis=-1)
+    std_err = np.abs(np.asarray(se.std_error, float)).max(axis=-1)
+    ratio = np.asarray(se.ratio(), float)
+    return dict(mean_max_abs=mean_err, std_max_abs=std_err, ratio_to_mc=ratio, adequate=ratio <= 1.0,
+                dt=float(se.dt), order=int(se.order))
+
+
 class _TransientPlan(NamedTuple):
     stimuli: Tuple[int, ...]
     dt: float
@@ -265,6 +281,7 @@ def crosscheck(
     transient_dt: Optional[float] = None,
     transient_trials: Optional[int] = None,
     transient_points: int = 150,
+    step_check: bool = False,
     progress: Optional[ProgressFn] = None,
 ) -> CrosscheckReport:
     """Run both routes on ``net`` and inputs ``h`` and compare their moments.
@@ -292,6 +309,9 @@ def crosscheck(
         transient_trials: trials of the transient simulation (default
             max(256, n_trials)).
         transient_points: about this many recorded times.
+        step_check: also measure the simulation's time-step error by step doubling on
+            the same noise path (``momentssn.step_error``: about 3x the simulation's
+            cost); reported in ``report.step`` beside the Monte Carlo error.
         progress: ``Progress`` callback (what is being done, counters, one summary
             per stimulus); ``None``: silent.
 
@@ -333,6 +353,14 @@ def crosscheck(
 
     err, err_se, z, z_rms, z_max = compare_moments(theory, st.sim, st.sim_se, st.std_se, st.corr_se)
 
+    step = None
+    if step_check:
+        t0 = time.perf_counter()
+        _say(progress, f"step error: dt {dt:g} and {dt / 2:g} ms on the same noise path", t_all)
+        step = _step_check(net, H, t_max=t_max, dt=dt, n_trials=n_trials, seed=seed, burn_in=burn_in,
+                           dtype=dtype, n_groups=n_groups)
+        timings["step_check"] = time.perf_counter() - t0
+
     tr = None
     if plan is not None:
         t0 = time.perf_counter()
@@ -355,5 +383,5 @@ def crosscheck(
         n_trials=n_trials, n_samples=st.n_samples,
         settings=dict(t_max=t_max, dt=dt, burn_in=burn_in, seed=int(seed), dtype=dtype.name,
                       n_groups=st.n_groups, closure_dtype=fdt.name),
-        timings=timings, labels=_neuron_labels(net), transient=tr,
+        timings=timings, labels=_neuron_labels(net), transient=tr, step=step,
     )

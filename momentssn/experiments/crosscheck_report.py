@@ -106,6 +106,11 @@ class CrosscheckReport:
         timings: wall-clock seconds of the closure / simulation / transient parts.
         transient: :class:`TransientComparison` or None.
         figures: {name: path} of the figures written.
+        step: the simulation's time-step error, measured by step doubling on the same
+            noise path (``momentssn.step_error``), separately from the Monte Carlo error:
+            {"mean_max_abs": (B,) mV, "std_max_abs": (B,) mV, largest |error| of a mean
+            and of a std; "ratio_to_mc": (B,) largest |error| / MC SE; "adequate": (B,)
+            bool, ratio <= 1}; ``None`` unless ``crosscheck(step_check=True)``.
         labels: (N,) neuron labels ("E0", "I1", ...).
     """
 
@@ -133,6 +138,7 @@ class CrosscheckReport:
     labels: Tuple[str, ...]
     transient: Optional[TransientComparison] = None
     figures: Dict[str, str] = dataclasses.field(default_factory=dict)
+    step: Optional[Dict[str, np.ndarray]] = None
 
     # ---- sizes
     @property
@@ -232,6 +238,8 @@ class CrosscheckReport:
                 corr_se=self.corr_se,
                 z=self.z,
             )
+        if self.step is not None:
+            d["step_error"] = self.step
         if self.transient is not None:
             tr = self.transient.to_dict()
             d["transient"] = tr if arrays else {k: tr[k] for k in ("stimuli", "dt", "n_trials", "err", "z_max", "z_rms")}
@@ -252,6 +260,11 @@ class CrosscheckReport:
             zm = f"{fmt_number(self.z_max['mean'][b], 3)}/{fmt_number(self.z_max['cov'][b], 3)}"
             st = self.status[b] if len(self.status[b]) <= 10 else self.status[b][:9] + "."
             lines.append(f"{b:>4} {st:<10} " + " ".join(f"{c:>19}" for c in cells) + f" {zr:>12} {zm:>12}")
+        if self.step is not None:
+            r = self.step["ratio_to_mc"]
+            lines.append(f"time step {self.step['dt']:g} ms: largest step error / MC SE per stimulus "
+                         + ", ".join(fmt_number(x, 3) for x in r)
+                         + (" (below the Monte Carlo error)" if np.all(r <= 1) else " (NOT below the Monte Carlo error)"))
         return "\n".join(lines)
 
     def __repr__(self) -> str:  # keep notebooks readable

@@ -36,7 +36,7 @@ def ou_report():
 def twopop_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("crosscheck") / "twopop.png"
     report = crosscheck(ms.SSN.two_population(), jnp.array([[15.0, 15.0]]), seed=3, transient=True,
-                        transient_t_max=100.0, transient_trials=128, **SIM)
+                        transient_t_max=100.0, transient_trials=128, step_check=True, **SIM)
     return write_crosscheck_figures(report, out)
 
 
@@ -62,6 +62,16 @@ def test_two_population_h15_within_2_percent(twopop_report):
     per_neuron = np.abs(np.sqrt(np.diag(r.theory.cov[0])) / np.sqrt(np.diag(r.sim.cov[0])) - 1)
     assert np.all(per_neuron < 0.02), per_neuron
     assert r.z["mean"].shape == (1, 2) and r.z["cov"].shape == (1, 2, 2)
+
+
+def test_step_error_is_reported_beside_the_monte_carlo_error(twopop_report, ou_report):
+    r = twopop_report
+    assert ou_report.step is None  # only when asked for
+    assert r.step["dt"] == SIM["dt"] and r.step["order"] >= 2
+    # the default (second-order) scheme at dt = 0.5 ms: step error below the MC error
+    assert np.all(r.step["adequate"]) and np.all(r.step["ratio_to_mc"] > 0), r.step
+    assert 0 < r.step["mean_max_abs"][0] < r.sim_se.mean.max() and "time step 0.5 ms" in r.summary()
+    assert json.loads(json.dumps(r.to_dict(arrays=False)))["step_error"]["adequate"] == [True]
 
 
 def test_standard_errors_finite_and_positive(twopop_report, ou_report):
