@@ -25,6 +25,8 @@ def test_ou_quick_suite_passes(tmp_path, capsys):
     assert res.passed, [c for c in res.checks if not c.passed]
     text = (tmp_path / "report.md").read_text()
     assert "PASS" in text and "| # | stimulus |" in text and "max |z|" in text
+    assert "## Time step" in text and "step doubling" in text  # the step error, beside the MC error
+    assert res.report.step is not None and res.report.step["ratio_to_mc"].shape == (res.report.n_stimuli,)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["passed"] is True and summary["suite"] == "ou"
     for key in ("scatter", "transient"):

@@ -107,6 +107,18 @@ def markdown(res: SuiteResult) -> str:
             f"{_cell(r.err['std'][b], r.err_se['std'][b])} | {_cell(r.err['var'][b], r.err_se['var'][b])} | "
             f"{_cell(r.err['cov'][b], r.err_se['cov'][b])} | "
             f"{_cell(r.err['corr'][b], r.err_se['corr'][b], rel=False)} | {zr} | {zm} | {ps} |")
+    if r.step is not None:
+        st = r.step
+        lines += ["", "## Time step", "",
+                  f"Step error of the simulation at dt = {st['dt']:g} ms (integrator of order {st['order']}), "
+                  f"measured by step doubling on the same noise path (dt and dt/2), beside the Monte Carlo error. "
+                  f"The errors above include it; a ratio below 1 means the step does not limit the comparison.", "",
+                  "| # | stimulus | max abs step error, mean (mV) | max abs step error, std (mV) | "
+                  "step error / MC SE | step below MC error |", "|---|---|---|---|---|---|"]
+        for b in range(r.n_stimuli):
+            lines.append(f"| {b} | {res.stimulus_labels[b]} | {st['mean_max_abs'][b]:.2g} | "
+                         f"{st['std_max_abs'][b]:.2g} | {st['ratio_to_mc'][b]:.2f} | "
+                         f"{'yes' if st['adequate'][b] else '**no**'} |")
     if r.transient is not None:
         tr = r.transient
         lines += ["", "## Transient from rest", "",

@@ -115,7 +115,8 @@ def run_suite(name: str, out_dir, *, quick: bool = False, progress: ProgressArg 
     kw = dict(plan.settings)
     say(f"{plan.h.shape[0]} stimuli, N = {plan.net.N}, {kw['n_trials']} trials x {kw['t_max']:g} ms"
         f"{' (quick)' if quick else ''}")
-    rep = crosscheck(plan.net, plan.h, progress=progress, **kw)
+    # every simulated number with both error bars: Monte Carlo and time step (step doubling)
+    rep = crosscheck(plan.net, plan.h, progress=progress, step_check=True, **kw)
     rep = plotting.write_crosscheck_figures(rep, out / "crosscheck.png", transient_stimuli=plan.transient_stimuli)
     files = dict(rep.figures)
     if plan.x is not None:
