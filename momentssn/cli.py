@@ -133,12 +133,15 @@ def cmd_train(args, say: Printer) -> int:
                   params=run.params)
     if not run.failed and not args.no_check:
         say.say("scoring the trained network by a long simulation ...")
-        sc = simulated_score(run.net, run.inputs, run.target_mean, run.target_cov, seed=args.seed + 12345)
-        result.update(simulated_loss=sc.loss, simulated_loss_per_stimulus=sc.loss_per_stimulus,
+        sc = simulated_score(run.net, run.inputs, run.target_mean, run.target_cov, seed=args.seed + 12345,
+                             step_check=True)
+        result.update(simulated_loss=sc.loss, simulated_loss_se=sc.loss_se, simulated_loss_step_error=sc.step_error,
+                      simulation_dt_ms=sc.dt, simulated_loss_per_stimulus=sc.loss_per_stimulus,
                       n_diverged=sc.n_diverged)
         if not np.isfinite(sc.loss):
             result["simulated_loss_note"] = "every trial of some stimulus diverged"
-        say.say(f"simulated loss {sc.loss:.4g}")
+        say.say(f"simulated loss {sc.loss:.4g} +- {sc.loss_se:.2g} (Monte Carlo SE); time step {sc.dt:g} ms "
+                f"biases it by {sc.step_error:+.2g}")
     atomic_write_json(out / "result.json", result)
     if run.trace["loss"]:
         save(_loss_figure(run), out / "loss.png")

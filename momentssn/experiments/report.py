@@ -118,13 +118,14 @@ def simulation_check(net, h, closure: Moments, target_mean, target_cov, *, n_tri
     target_mean (S, M), target_cov (S, M, M).  The summary holds the simulated and
     closure losses (eq. 7), per stimulus and averaged.
     """
-    rep = crosscheck(net, h, t_max=t_max, n_trials=n_trials, progress=progress)
+    rep = crosscheck(net, h, t_max=t_max, n_trials=n_trials, step_check=True, progress=progress)
     sim = Moments(jnp.asarray(rep.sim.mean), jnp.asarray(rep.sim.cov))
     sim_loss = np.asarray(loss_per_stimulus(sim, target_mean, target_cov))
     closure_loss = np.asarray(loss_per_stimulus(closure, target_mean, target_cov))
     summary = dict(simulated_loss_per_stimulus=sim_loss, simulated_loss=float(sim_loss.mean()),
                    closure_loss_per_stimulus=closure_loss, closure_loss=float(closure_loss.mean()),
-                   n_trials=int(n_trials), t_max_ms=float(t_max))
+                   n_trials=int(n_trials), t_max_ms=float(t_max), dt_ms=float(rep.settings["dt"]),
+                   step_error_over_mc_se=(None if rep.step is None else rep.step["ratio_to_mc"]))
     return rep, summary
 
 

@@ -82,6 +82,10 @@ def test_train_verb_writes_result_and_resumes(tmp_path):
     assert main(args) == 0
     res = json.loads((out / "result.json").read_text())
     assert res["trace"]["iteration"] == [0, 1, 2] and np.isfinite(res["simulated_loss"])
+    # the simulated loss with both error bars: Monte Carlo and time step
+    assert res["simulated_loss_se"] > 0 and abs(res["simulated_loss_step_error"]) < res["simulated_loss"]
+    # the parameters load back as a network
+    assert ms.load(out).net.N == ms.load(out / "params.json").net.N
     assert (out / "params.json").exists() and (out / "loss.png").exists()
     # resume to 5 steps: the first 3 losses are those of the first run
     assert main(args[:-4] + ["--steps", "5", "--max-time", "60", "--resume", "--no-check"]) == 0
