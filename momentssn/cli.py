@@ -210,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", type=types.out_folder, default="out/validation", help="output folder (report.md, JSON, figures)")
     v.add_argument("--quick", action="store_true", help="fewer trials and stimuli (a smoke test)")
     v.add_argument("--seed", type=types.seed, default=0, help="simulation seed (>= 0)")
-    v.add_argument("--task", type=types.task_file, default=None,
-                   help="path of the published task .npz (the echeveste2020 suite needs it; skipped without)")
+    v.add_argument("--task", type=types.task_spec, default=None,
+                   help="echeveste2020 suite: the task (default: the published task shipped with momentssn; "
+                        "or a path)")
     v.add_argument("--params", type=types.existing_file, default=None,
                    help="echeveste2020: Baseline15 parameters (result.json of fit-baseline; default: defaults)")
 

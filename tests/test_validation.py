@@ -70,6 +70,13 @@ def test_baseline_params_loading(tmp_path):
         load_baseline_theta(param, path)
 
 
+def test_echeveste_suite_runs_on_the_shipped_task_by_default():
+    from validation.plans import PLANS
+
+    plan = PLANS["echeveste2020"](quick=True, seed=0)
+    assert plan.net.N == 100 and plan.h.shape == (5, 100) and plan.extra["task"] == "echeveste2020"
+
+
 def test_echeveste_suite_needs_task(tmp_path):
     with pytest.raises(FileNotFoundError, match="published task"):
         run_suite("echeveste2020", tmp_path, quick=True, progress=False, task=tmp_path / "missing.npz")

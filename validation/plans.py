@@ -20,7 +20,8 @@ from momentssn.experiments.crosscheck_report import CrosscheckReport
 from momentssn.model import SSN
 from momentssn.networks import random_ei_network
 from momentssn.params.base import get_parameterization
-from momentssn.tasks import load_task
+from momentssn.datasets import BUILTIN_TASKS
+from momentssn.tasks import get_task
 
 from .checks import Check, pct, status_check, tolerance_checks, tolerance_text
 
@@ -225,16 +226,13 @@ def load_baseline_theta(param, params) -> "jnp.ndarray":
 
 
 def _plan_echeveste2020(quick: bool, seed: int, task=None, params=None, **_) -> Plan:
-    if task is None:
-        raise ValueError(
-            "the echeveste2020 suite needs the published task: pass its path "
-            "(run_suite('echeveste2020', out, task=PATH) / momentssn validate --task PATH)")
-    path = Path(task)
-    if not path.exists():
+    # the published task ships with momentssn; a path (or another name) may replace it
+    path = "echeveste2020" if task is None else task
+    if not (isinstance(path, str) and path in BUILTIN_TASKS) and not Path(path).exists():
         raise FileNotFoundError(
             f"the echeveste2020 suite needs the published task: {path} not found "
-            "(pass its path: run_suite('echeveste2020', out, task=PATH) / --task PATH)")
-    tk = load_task(path)
+            "(omit --task for the one shipped with momentssn, or pass its path)")
+    tk = get_task(path if isinstance(path, str) else str(path))
     param = get_parameterization("baseline15", m=tk.n_net // 2)
     theta = load_baseline_theta(param, params)
     net = param.network(theta)

@@ -94,7 +94,8 @@ def run_suite(name: str, out_dir, *, quick: bool = False, progress: ProgressArg 
             stimulus i/B; ``momentssn.experiments.console.Printer``), False / None is
             silent, a callable receives the ``Progress`` events.
         seed: simulation seed.
-        task: ``echeveste2020`` only, required there: path of the published task .npz.
+        task: ``echeveste2020`` only: the task (a path or a built-in name); default the
+            published task shipped with momentssn.
         params: ``echeveste2020`` only: baseline parameters, a JSON path (fit result
             from ``momentssn fit-baseline`` or a parameter document) or a dict;
             default: ``Baseline15`` defaults (unfitted).
@@ -139,8 +140,8 @@ def run_all(out_dir, *, quick: bool = False, progress: ProgressArg = True, suite
     """Run several suites (default: all) into ``out_dir/<suite>/`` and write an index
     ``out_dir/report.md`` and ``out_dir/summary.json``.
 
-    ``echeveste2020`` is skipped (reported as such, value None) when no ``task`` is
-    given.  Returns {name: SuiteResult or None}.
+    ``echeveste2020`` runs on the published task shipped with momentssn unless ``task``
+    names another.  Returns {name: SuiteResult}.
     """
     names = list(SUITES) if suites is None else list(suites)
     unknown = [n for n in names if n not in SUITES]
@@ -150,15 +151,9 @@ def run_all(out_dir, *, quick: bool = False, progress: ProgressArg = True, suite
     progress = as_callback(progress)
     say = _teller("all", progress, time.perf_counter())
     results: Dict[str, Optional[SuiteResult]] = {}
-    skipped: Dict[str, str] = {}
     for i, name in enumerate(names):
         say(f"suite {i + 1}/{len(names)}: {name}")
-        if name == "echeveste2020" and task is None:
-            skipped[name] = "needs the published task: pass its path with --task (task=PATH)"
-            results[name] = None
-            say(f"skipped {name}: {skipped[name]}")
-            continue
         results[name] = run_suite(name, out / name, quick=quick, progress=progress, seed=seed,
                                   task=task, params=params)
-    write_index(out, results, skipped, SUITES)
+    write_index(out, results, {}, SUITES)
     return results
