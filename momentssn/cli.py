@@ -33,6 +33,7 @@ from .experiments import cli_args as types
 from .experiments.baseline import fit_baseline
 from .experiments.compare import DEFAULT_RUNS, METHODS, NETS, compare_methods, train_run
 from .experiments.console import Printer
+from .experiments.natural_images import run_gsm
 from .experiments.plotting import new_figure, save
 from .losses.simulated import simulated_score
 from .model import SSN
@@ -103,6 +104,18 @@ def cmd_fit_baseline(args, say: Printer) -> int:
                        restarts=args.restarts, max_iter=args.max_iter, max_time=args.max_time, seed=args.seed,
                        loss=args.loss, resume=args.resume, check=not args.no_check, progress=say)
     say.say(f"wrote {Path(args.out) / 'result.json'} (loss {run.fit.loss:.6g})")
+    return 0
+
+
+def cmd_gsm(args, say: Printer) -> int:
+    """Natural-image GSM: learned Gabor projective fields and the maximum-likelihood GSM."""
+    res = run_gsm(args.out, path=args.images, size=args.size, n_filters=args.filters, seed=args.seed,
+                  filter_iters=args.filter_iters, ml_iters=args.ml_iters, max_time=args.max_time, progress=say)
+    fvu = res.get("fvu_held_out_mean", {})
+    if fvu:
+        say.say("held-out mean FVU: " + ", ".join(f"{k} {v:.4g}" for k, v in fvu.items()
+                                                  if isinstance(v, (int, float))))
+    say.say(f"wrote {Path(args.out) / 'results.json'}, the natural-image task (task.npz) and figures")
     return 0
 
 
@@ -245,6 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out (an error if none)")
     t.add_argument("--no-check", action="store_true", help="skip the long-simulation score")
     _add_bptt_options(t)
+
+    g = _verb(sub, common, "gsm", cmd_gsm,
+              "learn Gabor projective fields and a maximum-likelihood GSM on natural image patches")
+    g.add_argument("--out", type=types.out_folder, default="out/gsm",
+                   help="output folder (results.json, arrays.npz, task.npz, figures)")
+    g.add_argument("--images", type=types.existing_path, default=None,
+                   help="CIFAR-10 python batches or a folder of images (default: the photographs shipped "
+                        "with scikit-image)")
+    g.add_argument("--size", type=types.count, default=16, help="patch side (pixels)")
+    g.add_argument("--filters", type=types.count, default=50, help="number of projective fields M (>= 1)")
+    g.add_argument("--seed", type=types.seed, default=0, help="seed of patches, split and initialization (>= 0)")
+    g.add_argument("--filter-iters", type=types.count, default=500, help="L-BFGS iterations of the filter fit")
+    g.add_argument("--ml-iters", type=types.count, default=300, help="L-BFGS iterations of the ML GSM fit")
+    g.add_argument("--max-time", type=types.positive, default=None, help="time cap of each fit (s; default none)")
 
     c = _verb(sub, common, "compare", cmd_compare, "compare training methods on the same task, seeds and budget")
     _task_option(c)

@@ -162,3 +162,10 @@ def test_an_out_path_under_a_file_is_refused(tmp_path, capsys, no_jax_work):
         err = _refused(["moments", "--out", str(target)], capsys)
         assert f"{out} is a file, not a folder" in err, err
     assert out.read_text() == "a file, not a folder"
+
+
+def test_gsm_verb_refuses_bad_arguments_before_any_work(tmp_path, capsys, no_jax_work):
+    assert "no such file or folder" in _refused(["gsm", "--images", str(tmp_path / "nope"), "--out",
+                                                 str(tmp_path / "o")], capsys)
+    _refused(["gsm", "--filters", "0", "--out", str(tmp_path / "o")], capsys)
+    assert not (tmp_path / "o").exists()

@@ -63,6 +63,13 @@ def nonnegative_int(text: str) -> int:
 seed = nonnegative_int
 
 
+def existing_path(text: str) -> str:
+    """The path of an existing file or folder."""
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text}")
+    return text
+
+
 def existing_file(text: str) -> str:
     """The path of an existing file."""
     if not os.path.exists(text):
