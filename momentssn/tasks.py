@@ -297,6 +297,29 @@ def default_task() -> Task:
     return _default_task(bool(jax.config.jax_enable_x64))
 
 
+def gsm_task(gsm: GSM, images, contrasts, baseline: float, name: str) -> Task:
+    """The task of a GSM: targets are its posterior moments for ``images`` (S, P), shifted
+    by ``baseline`` mV; inputs h~ = A^T x INPUT_SCALE, the same to the M E and M I cells.
+
+    contrasts: (S,) the contrast of each image (for figures and reports).
+    """
+    A = np.asarray(gsm.filters, dtype=np.float64)
+    post = gsm.posterior_moments(images)
+    h = images @ A * INPUT_SCALE
+    return Task(
+        inputs=np.concatenate([h, h], axis=1),
+        target_mean=baseline + np.asarray(post.mean, dtype=np.float64),
+        target_cov=np.asarray(post.cov, dtype=np.float64),
+        contrasts=np.asarray(contrasts, dtype=np.float64),
+        n_exc=A.shape[1],
+        name=name,
+        images=images,
+        filters=A,
+        prior_cov=np.asarray(gsm.prior_cov, dtype=np.float64),
+        gsm=gsm,
+    )
+
+
 @functools.lru_cache(maxsize=2)
 def _default_task(_x64: bool) -> Task:
     A = gabor_filters()
@@ -304,20 +327,7 @@ def _default_task(_x64: bool) -> Task:
     gsm = GSM(A, C, sigma_x=10.0, alpha=2.0, beta=0.5)
     z = np.asarray(PUBLISHED_CONTRASTS)
     images = z[:, None] * (A @ orientation_bump())[None, :]
-    post = gsm.posterior_moments(images)
-    h = images @ A * INPUT_SCALE
-    return Task(
-        inputs=np.concatenate([h, h], axis=1),
-        target_mean=BASELINE + np.asarray(post.mean, dtype=np.float64),
-        target_cov=np.asarray(post.cov, dtype=np.float64),
-        contrasts=z,
-        n_exc=A.shape[1],
-        name="default",
-        images=images,
-        filters=A,
-        prior_cov=C,
-        gsm=gsm,
-    )
+    return gsm_task(gsm, images, z, BASELINE, "default")
 
 
 # --------------------------------------------------------------------------- natural images
@@ -348,21 +358,7 @@ def natural_image_task(
     if c.size == 0 or not np.all(np.isfinite(c)) or np.any(c < 0):
         raise ValueError(f"contrasts must be finite and >= 0, got {c.tolist()}")
     images = (X[:, None, :] * c[None, :, None]).reshape(-1, X.shape[1])
-    A = np.asarray(gsm.filters, dtype=np.float64)
-    post = gsm.posterior_moments(images)
-    h = images @ A * INPUT_SCALE
-    return Task(
-        inputs=np.concatenate([h, h], axis=1),
-        target_mean=baseline + np.asarray(post.mean, dtype=np.float64),
-        target_cov=np.asarray(post.cov, dtype=np.float64),
-        contrasts=np.tile(c, X.shape[0]),
-        n_exc=A.shape[1],
-        name=name,
-        images=images,
-        filters=A,
-        prior_cov=np.asarray(gsm.prior_cov, dtype=np.float64),
-        gsm=gsm,
-    )
+    return gsm_task(gsm, images, np.tile(c, X.shape[0]), baseline, name)
 
 
 # --------------------------------------------------------------------------- files
