@@ -94,8 +94,13 @@ def _emergent_figure(emergent: dict):
     axes[0].legend()
     axes[1].plot(c, emergent["std_e_mv"], "o-")
     axes[1].set(xlabel=xlabel, ylabel="mean std u_E (mV)")
-    axes[2].plot(c, [np.nan if f is None else f for f in emergent["peak_frequency_hz"]], "o-")  # gap: no peak
-    axes[2].set(xlabel=xlabel, ylabel="spectral peak (Hz)")
+    peaks = [np.nan if f is None else f for f in emergent["peak_frequency_hz"]]
+    axes[2].plot(c, peaks, "o-")  # a gap where the spectrum has no interior maximum
+    axes[2].set(xlabel=xlabel, ylabel="spectral peak (Hz)", xlim=axes[1].get_xlim())
+    if np.all(np.isnan(peaks)):
+        axes[2].set_yticks([])
+        axes[2].text(0.5, 0.5, "no spectral peak\n(no interior maximum)\nat any stimulus", ha="center", va="center",
+                     transform=axes[2].transAxes)
     return fig
 
 
