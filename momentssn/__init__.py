@@ -36,6 +36,7 @@ from .experiments.crosscheck import crosscheck
 from .experiments.crosscheck_report import CrosscheckReport, TransientComparison
 from .errors import MomentsDivergedError, SimulationDivergedError, UnstableNetworkError
 from .gsm.model import GSM, ZPosterior
+from .training.corrected import CorrectedFitResult, CorrectionRound, SimulationSettings, fit_corrected
 from .training.fit import FitResult, fit
 from .growth.grow import GrowthResult, GrowthStage, grow
 from .growth.split import split_inputs, split_moments, split_neuron, split_noise_factor
@@ -89,6 +90,10 @@ __all__ = [
     "StepError",
     "step_error",
     "AdamSettings",
+    "fit_corrected",
+    "CorrectedFitResult",
+    "CorrectionRound",
+    "SimulationSettings",
     "SSN",
     "rate",
     "Moments",
