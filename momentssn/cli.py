@@ -94,7 +94,7 @@ def cmd_validate(args, say: Printer) -> int:
     kw = dict(quick=args.quick, seed=args.seed, task=args.task, params=args.params, progress=say)
     if args.suite == "all":
         results = run_all(args.out, **kw)
-        return 0 if all(r is None or r.passed for r in results.values()) else 1
+        return 0 if all(r.passed for r in results.values()) else 1
     return 0 if run_suite(args.suite, args.out, **kw).passed else 1
 
 

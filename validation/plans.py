@@ -232,7 +232,7 @@ def _plan_echeveste2020(quick: bool, seed: int, task=None, params=None, **_) -> 
         raise FileNotFoundError(
             f"the echeveste2020 suite needs the published task: {path} not found "
             "(omit --task for the one shipped with momentssn, or pass its path)")
-    tk = get_task(path if isinstance(path, str) else str(path))
+    tk = get_task(str(path))
     param = get_parameterization("baseline15", m=tk.n_net // 2)
     theta = load_baseline_theta(param, params)
     net = param.network(theta)

@@ -8,7 +8,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 from momentssn._util import atomic_savez, atomic_write_json, atomic_write_text
 from momentssn.experiments.crosscheck_report import CrosscheckReport
@@ -154,18 +154,14 @@ def write_suite(res: SuiteResult) -> None:
     atomic_write_json(res.files["summary"], res.to_dict())
 
 
-def write_index(out: Path, results: Dict[str, Optional[SuiteResult]], skipped: Dict[str, str],
-                descriptions: Dict[str, str]) -> None:
+def write_index(out: Path, results: Dict[str, SuiteResult], descriptions: Dict[str, str]) -> None:
     """``out/report.md`` (a table of the suites) and ``out/summary.json``."""
     lines = ["# momentssn validation", "", "| suite | result | description |", "|---|---|---|"]
     for name, r in results.items():
-        res = f"skipped ({skipped[name]})" if r is None else (
-            f"[{'PASS' if r.passed else 'FAIL'}]({name}/report.md)")
-        lines.append(f"| `{name}` | {res} | {descriptions[name]} |")
+        lines.append(f"| `{name}` | [{'PASS' if r.passed else 'FAIL'}]({name}/report.md) | {descriptions[name]} |")
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
-    summary = {n: (None if r is None else {"passed": r.passed, "checks": [c.to_dict() for c in r.checks],
-                                           "report": os.path.relpath(r.files["report"], out)})
+    summary = {n: {"passed": r.passed, "checks": [c.to_dict() for c in r.checks],
+                   "report": os.path.relpath(r.files["report"], out)}
                for n, r in results.items()}
-    summary["skipped"] = skipped
-    summary["passed"] = all(r.passed for r in results.values() if r is not None)
+    summary["passed"] = all(r.passed for r in results.values())
     atomic_write_json(out / "summary.json", summary)

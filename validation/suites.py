@@ -136,7 +136,7 @@ def run_suite(name: str, out_dir, *, quick: bool = False, progress: ProgressArg 
 
 
 def run_all(out_dir, *, quick: bool = False, progress: ProgressArg = True, suites: Optional[Sequence[str]] = None,
-            seed: int = 0, task=None, params=None) -> Dict[str, Optional[SuiteResult]]:
+            seed: int = 0, task=None, params=None) -> Dict[str, SuiteResult]:
     """Run several suites (default: all) into ``out_dir/<suite>/`` and write an index
     ``out_dir/report.md`` and ``out_dir/summary.json``.
 
@@ -150,10 +150,10 @@ def run_all(out_dir, *, quick: bool = False, progress: ProgressArg = True, suite
     out = Path(out_dir)
     progress = as_callback(progress)
     say = _teller("all", progress, time.perf_counter())
-    results: Dict[str, Optional[SuiteResult]] = {}
+    results: Dict[str, SuiteResult] = {}
     for i, name in enumerate(names):
         say(f"suite {i + 1}/{len(names)}: {name}")
         results[name] = run_suite(name, out / name, quick=quick, progress=progress, seed=seed,
                                   task=task, params=params)
-    write_index(out, results, {}, SUITES)
+    write_index(out, results, SUITES)
     return results
