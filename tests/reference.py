@@ -4,6 +4,7 @@ import numpy as np
 from scipy.stats import norm
 
 import momentssn as ms
+from momentssn.datasets import ECHEVESTE2020_PARAMS
 from momentssn.networks import random_ei_network  # noqa: F401  (re-exported for tests)
 
 
@@ -42,12 +43,5 @@ def closure_rhs_numpy(net, h):
     return f
 
 
-# The published Baseline15 parameters of Echeveste et al. (2020), from the authors'
-# released parameter files (SSN/parameter_files/*_learn).
-PUBLISHED_BASELINE15 = dict(
-    a_ee=0.331089168896709307, d_ee=0.802756367925039016, a_ei=0.081307171738997791,
-    d_ei=0.568730595704363684, a_ie=0.363214560956081789, d_ie=0.859828425651255390,
-    a_ii=0.073595337344484008, d_ii=0.629804883130465232, var_e=6.399186720550809504,
-    var_i=3.533514014946008697, ell_eta=0.477952645032425183, rho=0.992852418877574472,
-    in_a=1.955517265245506842, in_b=0.103232893380230673, in_p=2.034269617565710231,
-)
+# The published Baseline15 parameters of Echeveste et al. (2020) (shipped with momentssn).
+PUBLISHED_BASELINE15 = dict(ECHEVESTE2020_PARAMS)
