@@ -23,7 +23,6 @@ reported through ``progress`` (a ``ProgressFn``), one event per iteration.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 from typing import List, NamedTuple, Optional, Union
@@ -67,11 +66,23 @@ def loss_function(param, task, loss: str = "stationary", weights: LossWeights = 
     stimulus, or anything else ``stationary_solve`` accepts); the transient loss
     ignores it.
     """
-    args = (jnp.asarray(task.inputs), jnp.asarray(task.target_mean), jnp.asarray(task.target_cov))
+    fun = _loss_of(param, loss, weights)
+    args = _task_arrays(task)
+    return lambda th, init: fun(th, init, args)
+
+
+def _task_arrays(task) -> tuple:
+    """(inputs (S, N), target_mean (S, M), target_cov (S, M, M)) of a task, as arrays."""
+    return (jnp.asarray(task.inputs), jnp.asarray(task.target_mean), jnp.asarray(task.target_cov))
+
+
+def _loss_of(param, loss: str, weights: LossWeights):
+    """(theta, init, (inputs, target_mean, target_cov)) -> (loss, aux): the task's arrays
+    are arguments, so one compiled objective serves every task of the same shapes."""
     if loss == "stationary":
-        return lambda th, init: stationary_loss(param, th, *args, weights, init=init)
+        return lambda th, init, args: stationary_loss(param, th, *args, weights, init=init)
     if loss == "transient":
-        return lambda th, init: transient_loss(param, th, *args, weights)
+        return lambda th, init, args: transient_loss(param, th, *args, weights)
     raise ValueError(f"loss must be 'stationary' or 'transient', got {loss!r}")
 
 
@@ -126,55 +137,59 @@ class _State:
         return st
 
 
-def _task_key(task) -> tuple:
-    """A hashable fingerprint of the task's arrays (shapes, dtypes and bytes)."""
-    arrays = [np.ascontiguousarray(a) for a in (task.inputs, task.target_mean, task.target_cov)]
-    digest = hashlib.sha1(b"".join(a.tobytes() for a in arrays)).hexdigest()
-    return tuple((a.shape, a.dtype.str) for a in arrays) + (digest,)
+def _task_shapes(task) -> tuple:
+    """The shapes and dtypes of the task's arrays: what the compiled objective depends on."""
+    return tuple((np.shape(a), np.asarray(a).dtype.str) for a in (task.inputs, task.target_mean, task.target_cov))
 
 
 def _objective(param, task, loss: str, weights: LossWeights):
-    """``minimize_lbfgs`` context loss ``(theta, init) -> (value, (warm start, per-stimulus
-    losses))`` and the host-side refresh of the warm start from an accepted iterate.
+    """``minimize_lbfgs`` context loss ``(theta, (warm start, task arrays)) -> (value,
+    (warm start, per-stimulus losses))`` and the host-side refresh of the context from an
+    accepted iterate.
 
     Each stationary solve starts from the solution at the last accepted iterate, with
     its Newton sensitivity K (NaN rows: the solver's default start).  That changes the
     cost of an evaluation, not its value (the solver converges to round-off either way).
-    The pair is cached per (param, task, loss, weights) when param is hashable, so a
-    resumed fit (or another fit of the same problem) reuses the compiled L-BFGS step.
+    The task's inputs and targets travel in the context, not in the closure, so the pair
+    is cached per (param, loss, weights, task shapes) when param is hashable: a resumed
+    fit, another fit of the same problem, or a refit to shifted targets
+    (``fit_corrected``) reuses the compiled L-BFGS step.
     """
     try:
-        key = (param, loss, tuple(float(w) for w in weights), _task_key(task))
+        key = (param, loss, tuple(float(w) for w in weights), _task_shapes(task))
         hash(key)
     except TypeError:  # an unhashable parameterization: compiled for this call only
-        return _make_objective(param, task, loss, weights)
+        return _make_objective(param, loss, weights)
     if key not in _OBJECTIVES:
-        _OBJECTIVES[key] = _make_objective(param, task, loss, weights)
+        _OBJECTIVES[key] = _make_objective(param, loss, weights)
         while len(_OBJECTIVES) > 8:
             _OBJECTIVES.popitem(last=False)
     return _OBJECTIVES[key]
 
 
-def _make_objective(param, task, loss, weights):
-    fun = loss_function(param, task, loss, weights)  # checks `loss`
+def _make_objective(param, loss, weights):
+    fun = _loss_of(param, loss, weights)  # checks `loss`
     stationary = loss == "stationary"
 
-    def objective(theta, init):
-        value, aux = fun(theta, init)
+    def objective(theta, ctx):
+        init, args = ctx
+        value, aux = fun(theta, init, args)
         warm = aux.info.warm_start if stationary else init
         return value, (warm, aux.per_stimulus)
 
-    def next_ctx(aux, init):
+    def next_ctx(aux, ctx):
+        init, args = ctx
         warm = aux[0]
         ok = jnp.all(jnp.isfinite(warm.z), axis=-1) & jnp.all(jnp.isfinite(warm.sensitivity), axis=(-2, -1))
-        return jax.tree_util.tree_map(
+        warm = jax.tree_util.tree_map(
             lambda new, old: jnp.where(ok.reshape(ok.shape + (1,) * (new.ndim - 1)), new, old), warm, init
         )
+        return warm, args
 
     return objective, next_ctx
 
 
-#: (param, loss, weights, task fingerprint) -> (objective, next_ctx), the 8 latest
+#: (param, loss, weights, task shapes) -> (objective, next_ctx), the 8 latest
 _OBJECTIVES: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
@@ -291,7 +306,8 @@ def fit(
             ckpt.save(checkpoint_dir, _KIND, state.arrays(), state.meta(config, clock()))
 
     S, N = np.shape(task.inputs)[0], param.N
-    context = (WarmStart(jnp.full((S, 2 * N), jnp.nan), jnp.full((S, N, N), jnp.nan)), next_ctx)
+    warm0 = WarmStart(jnp.full((S, 2 * N), jnp.nan), jnp.full((S, N, N), jnp.nan))
+    context = ((warm0, _task_arrays(task)), next_ctx)
     while state.start < len(state.starts):
         budget = None if max_time is None else max_time - (time.perf_counter() - t_call)
         if budget is not None and budget <= 0:
