@@ -1,10 +1,12 @@
 """Figures and summaries of a fitted network (``momentssn fit-baseline``).
 
 Writes, into an output folder:
-  * ``loss_curve.png``: loss after each L-BFGS iteration (every start);
-  * ``fit_moments.png``: target vs fitted mean and std of the E cells along the ring,
-    one column per stimulus;
-  * ``fit_covariances.png``: target and fitted covariance matrices side by side;
+  * ``loss_curve.png``: closure loss after each L-BFGS iteration (every start) and,
+    with a correction, the simulated and closure loss of each correction round;
+  * ``fit_moments.png``: target vs fitted (closure, and simulated +- SE) mean and std of
+    the E cells against preferred orientation, one column per stimulus;
+  * ``fit_covariances.png``: target and fitted (closure, simulated) covariance matrices
+    with colorbars (mV^2);
   * ``emergent.png`` + ``emergent.json``: across contrast, mean E and I rates (closure
     nu), the average std of u (variability quenching) and the peak frequency of the
     membrane-potential spectrum (gamma oscillations);
@@ -39,46 +41,85 @@ def _stimulus_title(b: int, contrasts) -> str:
     return f"contrast {c:g}" if np.isfinite(c) else f"stimulus {b}"
 
 
-def _loss_curve_figure(history):
-    fig, ax = new_figure(1, 1, size=(5, 3.2))
-    ax = ax[0, 0]
+def _loss_curve_figure(history, correction=None, scores=None):
+    """Left: closure loss after each L-BFGS iteration (every start).  Right (with a
+    correction): simulated and closure loss of every correction round, the published
+    network's simulated loss (+- SE) as reference when it was scored."""
+    fig, ax = new_figure(1, 1 if correction is None else 2, size=(4.6, 3.2))
+    ax0 = ax[0, 0]
     for i, hist in enumerate(history):
-        ax.semilogy(hist, label=f"start {i + 1}")
-    ax.set(xlabel="L-BFGS iteration", ylabel="loss")
-    ax.legend()
+        ax0.semilogy(hist, label=f"start {i + 1}")
+    ax0.set(xlabel="L-BFGS iteration", ylabel="closure loss (eq. 7)", title="closure fit")
+    ax0.legend()
+    if correction is not None:
+        ax1 = ax[0, 1]
+        k = [r.round for r in correction.rounds]
+        ax1.semilogy(k, [r.simulated_loss for r in correction.rounds], "o-", label="simulated (round seed)")
+        ax1.semilogy(k, [r.closure_loss for r in correction.rounds], "s--", label="closure")
+        ax1.axvline(correction.best_round, color="0.6", lw=0.8, ls=":")
+        pub = (scores or {}).get("networks", {}).get("published network")
+        if pub is not None and np.isfinite(pub["simulated_loss"] or np.nan):
+            v, se = pub["simulated_loss"], pub["simulated_loss_se"] or 0.0
+            ax1.axhline(v, color="k", lw=1, label="published network (simulated)")
+            ax1.axhspan(v - se, v + se, color="k", alpha=0.12, lw=0)
+        ax1.set(xlabel="correction round (0: closure fit)", ylabel="loss (eq. 7)",
+                title="iterated closure correction", xticks=k)
+        ax1.legend(fontsize=7)
     return fig
 
 
-def _fit_moments_figure(tm, tc, mean, std, contrasts):
-    """Target (dashed) vs fitted mean and std of the M E cells; tm (S, M), tc (S, M, M)."""
+def _orientations(M: int) -> np.ndarray:
+    """(M,) preferred orientations (deg) of the E cells on the ring: 180 j / M."""
+    return 180.0 * np.arange(M) / M
+
+
+def _fit_moments_figure(tm, tc, mean, std, contrasts, sim=None):
+    """Target (dashed) vs fitted mean and std of the M E cells against preferred
+    orientation; closure (line) and, when ``sim`` = (mean, std, se_mean, se_std) (S, M)
+    each, simulated (dots, +- 1 SE).  tm (S, M), tc (S, M, M).  One y-scale per row."""
     S, M = tm.shape
-    fig, axes = new_figure(2, S, size=(2.6, 2.5))
+    fig, axes = new_figure(2, S, size=(2.6, 2.5), sharey="row", sharex=True)
     axes = np.asarray(axes).reshape(2, S)
-    x = np.arange(M)
+    x = _orientations(M)
     for b in range(S):
         axes[0, b].plot(x, tm[b], "k--", label="target")
-        axes[0, b].plot(x, mean[b], "C0", label="fit")
+        axes[0, b].plot(x, mean[b], "C0", label="fitted, closure")
         axes[1, b].plot(x, np.sqrt(np.diag(tc[b])), "k--")
         axes[1, b].plot(x, std[b], "C0")
+        if sim is not None:
+            sm, ss, sem, ses = (np.asarray(a)[b] for a in sim)
+            axes[0, b].errorbar(x, sm, yerr=sem, fmt=".", color="C3", ms=3, lw=0.6, label="fitted, simulated")
+            axes[1, b].errorbar(x, ss, yerr=ses, fmt=".", color="C3", ms=3, lw=0.6)
         axes[0, b].set_title(_stimulus_title(b, contrasts))
-        axes[1, b].set_xlabel("E cell (orientation)")
-    axes[0, 0].set_ylabel("mean u (mV)")
-    axes[1, 0].set_ylabel("std u (mV)")
-    axes[0, 0].legend()
+        axes[1, b].set_xlabel("preferred orientation (deg)")
+        axes[1, b].set_xticks([0, 90, 180])
+    axes[0, 0].set_ylabel("mean u_E (mV)")
+    axes[1, 0].set_ylabel("std u_E (mV)")
+    axes[0, 0].legend(fontsize=7)
     return fig
 
 
-def _fit_covariances_figure(tc, cov, contrasts):
-    """Target (top) and fitted (bottom) covariance matrices; tc, cov (S, M, M)."""
-    S = tc.shape[0]
-    fig, axes = new_figure(2, S, size=(2.6, 2.6))
-    axes = np.asarray(axes).reshape(2, S)
+def _fit_covariances_figure(tc, cov, contrasts, sim_cov=None):
+    """Rows: target, fitted (closure) and, if given, fitted (simulated) E-cell covariance
+    matrices (mV^2), one column per stimulus with its own colour scale and colorbar;
+    tc, cov, sim_cov (S, M, M)."""
+    S, M = tc.shape[:2]
+    rows = [("target", tc), ("fitted, closure", cov)] + ([] if sim_cov is None else [("fitted, simulated", sim_cov)])
+    fig, axes = new_figure(len(rows), S, size=(2.7, 2.5))
+    ext = (0, 180, 180, 0)
     for b in range(S):
-        vmax = np.abs(tc[b]).max()
-        axes[0, b].imshow(tc[b], vmin=-vmax, vmax=vmax, cmap="RdBu_r")
-        axes[1, b].imshow(cov[b], vmin=-vmax, vmax=vmax, cmap="RdBu_r")
-        axes[0, b].set_title(f"target, {_stimulus_title(b, contrasts)}")
-        axes[1, b].set_title("fitted (closure)")
+        vmax = max(np.abs(r[1][b]).max() for r in rows)
+        for i, (name, c) in enumerate(rows):
+            ax = axes[i, b]
+            im = ax.imshow(c[b], vmin=-vmax, vmax=vmax, cmap="RdBu_r", extent=ext)
+            ax.set_title(f"{name}\n{_stimulus_title(b, contrasts)}", fontsize=8)
+            ax.set_xticks([0, 90, 180])
+            ax.set_yticks([0, 90, 180])
+            if b == 0:
+                ax.set_ylabel("pref. orientation (deg)")
+            if i == len(rows) - 1:
+                ax.set_xlabel("pref. orientation (deg)")
+        fig.colorbar(im, ax=list(axes[:, b]), shrink=0.6, label="cov u_E (mV^2)")
     return fig
 
 
@@ -134,14 +175,17 @@ def simulation_check(net, h, closure: Moments, target_mean, target_cov, *, n_tri
     return rep, summary
 
 
-def baseline_report(param, task, result, out, simulate_check: bool = True, n_trials: int = 32,
-                    t_max: float = 3000.0, progress: Optional[ProgressFn] = None) -> dict:
+def baseline_report(param, task, theta, out, *, history=(), correction=None, scores=None,
+                    simulate_check: bool = True, n_trials: int = 32, t_max: float = 3000.0,
+                    progress: Optional[ProgressFn] = None) -> dict:
     """Write the figures and summaries listed in the module docstring; returns a summary.
 
-    param, task: what was fitted; result: its ``FitResult`` (``theta``, ``history``).
+    param, task: what was fitted; theta: (param.size,) the fitted network; history: the
+    closure fit's loss per iteration, per start; correction: its ``CorrectedFitResult``
+    (or None); scores: fit-baseline's simulated scores (or None).
     """
     out = Path(out)
-    theta = jnp.asarray(result.theta)
+    theta = jnp.asarray(theta)
     net = param.network(theta)
     h = param.inputs(theta, jnp.asarray(task.inputs))
     M = int(task.n_exc)
@@ -150,17 +194,7 @@ def baseline_report(param, task, result, out, simulate_check: bool = True, n_tri
     S = tm.shape[0]
     contrasts = np.full(S, np.nan) if task.contrasts is None else np.asarray(task.contrasts, float)
 
-    save(_loss_curve_figure(result.history), out / "loss_curve.png")
-    save(_fit_moments_figure(tm, tc, np.asarray(m.mean)[:, :M], np.asarray(m.std)[:, :M], contrasts),
-         out / "fit_moments.png")
-    save(_fit_covariances_figure(tc, np.asarray(m.cov)[:, :M, :M], contrasts), out / "fit_covariances.png")
-
-    emergent = emergent_properties(net, h, m, int(net.n_exc or M))
-    emergent.update(stimulus=list(range(S)), contrast=contrasts)  # contrast NaN (-> null): unknown
-    atomic_write_json(out / "emergent.json", emergent)
-    save(_emergent_figure(emergent), out / "emergent.png")
-
-    summary = dict(emergent=emergent)
+    summary, sim = {}, None
     if simulate_check:
         report(progress, Progress("simulation check", 0, message=f"{n_trials} trials x {t_max:.0f} ms per stimulus"))
         rep, check = simulation_check(net, h, m, tm, tc, n_trials=n_trials, t_max=t_max, progress=progress)
@@ -173,4 +207,20 @@ def baseline_report(param, task, result, out, simulate_check: bool = True, n_tri
         report(progress, Progress("simulation check", 0, message=f"simulated loss {check['simulated_loss']:.4g} "
                                                                  f"vs closure loss {check['closure_loss']:.4g}"))
         summary["simulation_check"] = {k: check[k] for k in ("simulated_loss", "closure_loss")}
+        sd = np.sqrt(np.maximum(np.diagonal(np.asarray(rep.sim.cov), axis1=-2, axis2=-1), 0.0))
+        sim = (np.asarray(rep.sim.mean)[:, :M], sd[:, :M], np.asarray(rep.sim_se.mean)[:, :M],
+               np.asarray(rep.std_se)[:, :M])
+        sim_cov = np.asarray(rep.sim.cov)[:, :M, :M]
+
+    save(_loss_curve_figure(history, correction, scores), out / "loss_curve.png")
+    save(_fit_moments_figure(tm, tc, np.asarray(m.mean)[:, :M], np.asarray(m.std)[:, :M], contrasts, sim),
+         out / "fit_moments.png")
+    save(_fit_covariances_figure(tc, np.asarray(m.cov)[:, :M, :M], contrasts, None if sim is None else sim_cov),
+         out / "fit_covariances.png")
+
+    emergent = emergent_properties(net, h, m, int(net.n_exc or M))
+    emergent.update(stimulus=list(range(S)), contrast=contrasts)  # contrast NaN (-> null): unknown
+    atomic_write_json(out / "emergent.json", emergent)
+    save(_emergent_figure(emergent), out / "emergent.png")
+    summary["emergent"] = emergent
     return summary

@@ -35,8 +35,12 @@ import numpy as np
 from ..losses.closure import network_closure_loss
 from ..losses.moment import LossWeights
 from ..losses.simulated import simulated_score
+from .._util import PathLike
 from ..progress import Progress, ProgressFn, report
+from . import checkpoint as ckpt
 from .fit import FitResult, fit
+
+_KIND = "corrected"
 
 __all__ = ["SimulationSettings", "CorrectionRound", "CorrectedFitResult", "fit_corrected", "shifted_task"]
 
@@ -104,6 +108,22 @@ def _score(param, theta, task, sim: SimulationSettings, seed: int, weights: Loss
     return clos, simd
 
 
+def _stop_reason(scored, best: int, k: int, rounds: int, clos_stable: bool, rtol: float) -> str:
+    """Why the rounds end after scoring round ``k`` ("" to go on); ``best`` is the best
+    round before this one."""
+    if k > 0:
+        now, before = scored[k].simulated_loss, scored[best].simulated_loss
+        if not now < before:
+            return f"converged: round {k} did not lower the simulated loss ({now:.4g} >= {before:.4g})"
+        if before - now < rtol * before:
+            return f"converged: round {k} lowered the simulated loss by less than {rtol:.0%} ({before:.4g} -> {now:.4g})"
+    if not (clos_stable and np.isfinite(scored[k].simulated_loss)):
+        return f"round {k}: the network is unstable or its simulation diverged"
+    if k == rounds:
+        return f"round cap reached ({rounds} refits)"
+    return ""
+
+
 def fit_corrected(
     param,
     task,
@@ -113,8 +133,11 @@ def fit_corrected(
     refit_time: Optional[float] = 90.0,
     sim: SimulationSettings = SimulationSettings(),
     seed: int = 1000,
+    rtol: float = 0.02,
     weights: LossWeights = LossWeights(),
     fit_options: Optional[dict] = None,
+    checkpoint_dir: Optional[PathLike] = None,
+    resume: bool = False,
     progress: Optional[ProgressFn] = None,
 ) -> CorrectedFitResult:
     """Refit the closure to discrepancy-shifted targets, ``rounds`` times at most.
@@ -122,13 +145,18 @@ def fit_corrected(
     Args:
         param: a parameterization; task: a ``Task`` (targets on the first M cells).
         theta0: (param.size,) the start, usually a closure fit (``ms.fit``).
-        rounds: refits at most; they stop earlier when a refit does not lower the
-            simulated loss, or when the network turns unstable.
+        rounds: refits at most.  They stop earlier (converged) when a refit does not
+            lower the simulated loss, or lowers it by less than ``rtol`` (relative), and
+            when the network turns unstable.
         refit_time: wall-time budget (s) of each closure refit (``fit``'s ``max_time``).
         sim: how each round's moments are simulated.
         seed: round k simulates with seed ``seed + k``.
         fit_options: further keyword arguments of :func:`momentssn.fit` (method,
             max_iter, ...).
+        checkpoint_dir: folder of the correction's checkpoint (kind ``"corrected"``: every
+            scored round and the next refit's targets), written atomically after each
+            scored round; ``resume=True`` goes on from it (the refit that was running
+            when the run stopped starts again; ``fits`` then holds this call's refits only).
         progress: callback receiving a ``Progress`` after each scored round.
 
     Returns:
@@ -136,30 +164,59 @@ def fit_corrected(
     """
     if int(rounds) != rounds or rounds < 0:
         raise ValueError(f"rounds must be an integer >= 0, got {rounds!r}")
+    if not (0 <= rtol < 1):
+        raise ValueError(f"rtol must be in [0, 1), got {rtol!r}")
     options = dict(fit_options or {})
     t0 = time.perf_counter()
-    theta = np.asarray(theta0, np.float64)
-    scored, fits = [], []
-    best, stopped = 0, f"{rounds} rounds done"
-    for k in range(rounds + 1):
-        clos, simd = _score(param, theta, task, sim, seed + k, weights)
-        scored.append(CorrectionRound(k, theta, clos.loss, simd.loss, time.perf_counter() - t0))
-        report(progress, Progress("correction", k, rounds, simd.loss, time.perf_counter() - t0,
-                                  f"closure {clos.loss:.4g}  simulated {simd.loss:.4g}"))
-        if k > 0 and not simd.loss < scored[best].simulated_loss:
-            stopped = f"round {k} did not lower the simulated loss"
-            break
-        best = k
-        if not (clos.stable and np.isfinite(simd.loss)):
-            stopped = f"round {k}: the network is unstable or its simulation diverged"
-            break
-        if k == rounds:
-            break
-        M = np.shape(task.target_mean)[-1]
-        shifted = shifted_task(task, simd.moments.mean, simd.moments.cov,
-                               np.asarray(clos.moments.mean)[:, :M], np.asarray(clos.moments.cov)[:, :M, :M])
+    found = ckpt.resume_from(checkpoint_dir, _KIND, resume)
+    scored, elapsed0, shifted, stopped = _restore(found, task) if found is not None else ([], 0.0, None, "")
+    theta = np.asarray(theta0, np.float64) if not scored else scored[-1].theta
+    best = int(np.nanargmin([r.simulated_loss for r in scored])) if scored else 0
+    fits = []
+    clock = lambda: elapsed0 + time.perf_counter() - t0  # noqa: E731
+    while not stopped:
+        if shifted is None:  # score the current network, then the targets of its refit
+            k = len(scored)
+            clos, simd = _score(param, theta, task, sim, seed + k, weights)
+            scored.append(CorrectionRound(k, theta, clos.loss, simd.loss, clock()))
+            report(progress, Progress("correction", k, rounds, simd.loss, clock(),
+                                      f"closure {clos.loss:.4g}  simulated {simd.loss:.4g}"))
+            stopped = _stop_reason(scored, best, k, rounds, bool(clos.stable), rtol)
+            best = k if (k == 0 or simd.loss < scored[best].simulated_loss) else best
+            if stopped:
+                _save(checkpoint_dir, scored, None, clock(), stopped)
+                break
+            M = np.shape(task.target_mean)[-1]
+            shifted = shifted_task(task, simd.moments.mean, simd.moments.cov,
+                                   np.asarray(clos.moments.mean)[:, :M], np.asarray(clos.moments.cov)[:, :M, :M])
+            _save(checkpoint_dir, scored, shifted, clock(), "")
         res: FitResult = fit(param, shifted, theta0=theta, max_time=refit_time, weights=weights,
                              **dict({"progress": None}, **options))
         fits.append(res)
-        theta = np.asarray(res.theta, np.float64)
-    return CorrectedFitResult(scored[best].theta, scored, best, fits, time.perf_counter() - t0, stopped)
+        theta, shifted = np.asarray(res.theta, np.float64), None
+    return CorrectedFitResult(scored[best].theta, scored, best, fits, clock(), stopped)
+
+
+def _save(folder, scored, shifted, elapsed: float, stopped: str) -> None:
+    """Checkpoint every scored round and, when a refit follows, its shifted targets."""
+    if folder is None:
+        return
+    arrays = dict(thetas=np.stack([r.theta for r in scored]),
+                  closure_losses=np.asarray([r.closure_loss for r in scored], np.float64),
+                  simulated_losses=np.asarray([r.simulated_loss for r in scored], np.float64),
+                  times=np.asarray([r.wall_time_s for r in scored], np.float64))
+    if shifted is not None:
+        arrays.update(shifted_mean=np.asarray(shifted.target_mean), shifted_cov=np.asarray(shifted.target_cov))
+    ckpt.save(folder, _KIND, arrays, dict(elapsed=elapsed, stopped=stopped))
+
+
+def _restore(found: "ckpt.Checkpoint", task):
+    """(scored rounds, elapsed s, shifted task of the pending refit or None, why it stopped
+    or "")."""
+    a = found.arrays
+    scored = [CorrectionRound(k, a["thetas"][k], float(a["closure_losses"][k]), float(a["simulated_losses"][k]),
+                              float(a["times"][k])) for k in range(a["thetas"].shape[0])]
+    shifted = None
+    if "shifted_mean" in a:
+        shifted = task.replace(target_mean=a["shifted_mean"], target_cov=a["shifted_cov"])
+    return scored, float(found.meta["elapsed"]), shifted, str(found.meta.get("stopped") or "")

@@ -8,7 +8,6 @@ import numpy as np
 
 import momentssn as ms
 from momentssn.experiments.report import baseline_report
-from momentssn.training.fit import FitResult
 
 from test_compare import tiny_task  # noqa: E402 - tests/experiments is on sys.path (pytest rootdir-less import)
 
@@ -17,9 +16,7 @@ def test_baseline_report_files_are_compact_strict_and_consistent(tmp_path):
     task = tiny_task()
     param = ms.get_parameterization("baseline15", m=2)
     theta = np.asarray(param.default_theta())
-    res = FitResult(theta=theta, params={}, loss=float("inf"), loss_per_stimulus=[], iterations=0, restarts=1,
-                    history=[[0.03, 0.02]], times=[[1.0, 2.0]], wall_time_s=2.0, method="jaxopt", message="")
-    summary = baseline_report(param, task, res, tmp_path, n_trials=8, t_max=600.0)
+    summary = baseline_report(param, task, theta, tmp_path, history=[[0.03, 0.02]], n_trials=8, t_max=600.0)
     for name in ("loss_curve.png", "fit_moments.png", "fit_covariances.png", "emergent.png",
                  "simulation_check.png"):
         assert (tmp_path / name).stat().st_size > 5_000, name
