@@ -15,7 +15,12 @@ Methods (``METHODS``):
 * ``"moments-adam"``  -- Adam on the stationary closure loss (``train_moments_adam``);
 * ``"bptt"``          -- Adam on moments of simulated trials, BPTT (``train_bptt``);
 * ``"growth"``        -- dynamics-neutral growth of a general network (``grow``),
-  BPTT between splits, on a doubling schedule (1, 2, 4, ... cells per population).
+  BPTT between splits, on a doubling schedule (1, 2, 4, ... cells per population);
+* ``"corrected"``     -- L-BFGS on the closure, then rounds of the iterated closure
+  correction (``fit_corrected``) in the rest of the budget;
+* ``"hybrid"``        -- L-BFGS on the closure, then Adam on the simulated loss (BPTT
+  through the default Heun integrator) in the rest of the budget.
+  (How these two split the budget, and why: :mod:`.compare_phases`.)
 
 Networks (``NETS``): ``baseline15`` (15 parameters), ``ring`` (211), ``general``
 (20003).  Growth always grows a general network (``--net general``).
@@ -24,10 +29,17 @@ Every method records its own training loss (closure moments for the moment metho
 simulated moments for BPTT, the current stage's targets for growth), which are not
 comparable with each other.  The common yardstick is ``simulated_score``
 (``momentssn.losses.simulated``): the loss (eq. 7, default weights) of the final
-network's moments *measured by a long simulation*, the ground truth the closure only
-approximates; the closure's loss of the same network (``network_closure_loss``) stands
-beside it.  A run fails when it raises, ends unstable (no finite closure loss, or
-every simulated trial of a stimulus diverges) or leaves no network.
+network's moments *measured by a long simulation*, with its Monte Carlo standard
+error, the ground truth the closure only approximates; runs are ranked by it.  The
+closure's loss of the same network (``network_closure_loss``) stands beside it, with
+the gap (simulated / closure and simulated - closure).  Each run also keeps a few
+snapshots of its network at geometrically spaced wall times (:mod:`.compare_snapshots`;
+growth: in its last stage only, the earlier stages' networks being smaller), scored
+after training with cheaper settings (:func:`.compare_score.snapshot_settings`), so the
+figure shows simulated loss against wall time.  On the published task the published
+network is scored the same way and drawn as a reference (:mod:`.compare_score`).  A run
+fails when it raises, ends unstable (no finite closure loss, or every simulated trial
+of a stimulus diverges) or leaves no network.
 
 :func:`run_comparison` computes; :func:`compare_methods` also writes ``summary.json``,
 ``report.md`` and the figures (:mod:`.compare_report`).
@@ -47,15 +59,16 @@ import numpy as np
 
 from .._util import atomic_write_bytes
 from ..growth.grow import grow
-from ..losses.closure import network_closure_loss
-from ..losses.simulated import SimulatedScore, simulated_score
 from ..params.base import get_parameterization
-from ..params.ring import echeveste_theta
 from ..progress import Progress, ProgressFn, report
 from ..tasks import Task
 from ..training.adam import train_bptt, train_moments_adam
-from ..training.fit import fit
+from ..training.corrected import SimulationSettings
+from .compare_phases import (CORRECTION_ROUNDS, LBFGS_FRACTION, adam_trace, corrected_phase, hybrid_phase,
+                             lbfgs_phase)
 from .compare_report import write_comparison
+from .compare_score import Reference, ScoredRun, published_reference, score_run, snapshot_settings
+from .compare_snapshots import N_SNAPSHOTS, Recorder
 from .console import as_callback
 
 __all__ = [
@@ -64,13 +77,14 @@ __all__ = [
     "DEFAULT_RUNS",
     "TrainingRun",
     "ScoredRun",
+    "Reference",
     "train_run",
     "run_comparison",
     "compare_methods",
     "doubling_sizes",
 ]
 
-METHODS = ("moments-lbfgs", "moments-adam", "bptt", "growth")
+METHODS = ("moments-lbfgs", "moments-adam", "bptt", "growth", "corrected", "hybrid")
 NETS = ("baseline15", "ring", "general")
 DEFAULT_RUNS: Tuple[Tuple[str, str], ...] = (
     ("bptt", "ring"),
@@ -93,6 +107,8 @@ class TrainingRun(NamedTuple):
         numbers are written to ``theta.npy`` instead).
     wall_time_s: seconds of training.
     failed: bool; failure: why.
+    snapshots: ``Snapshot``s of the network at a few wall times (increasing), the
+        final network not included (:mod:`.compare_snapshots`).
     """
 
     method: str
@@ -108,6 +124,7 @@ class TrainingRun(NamedTuple):
     wall_time_s: float
     failed: bool
     failure: str
+    snapshots: tuple = ()
 
     @property
     def label(self) -> str:
@@ -136,48 +153,65 @@ def _check_choice(name, value, choices):
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def _trace_from_adam(history, offset_iter=0, offset_time=0.0):
-    return dict(
-        iteration=[offset_iter + int(s) for s in history["step"]],
-        wall_time_s=[offset_time + float(t) for t in history["wall_time_s"]],
-        loss=[float(v) for v in history["loss"]],
-    )
+def _lbfgs_run(param, task, *, budget_s, seed, steps, out, resume, progress, recorder, theta0=None):
+    """L-BFGS from theta0, default where fit-baseline starts (or, resuming, from the checkpoint in ``out``)."""
+    theta, trace, kind, _ = lbfgs_phase(param, task, max_time=budget_s, seed=seed, steps=steps,
+                                        folder=None if out is None else Path(out) / "checkpoint", resume=resume,
+                                        progress=progress, recorder=recorder, theta0=theta0)
+    return theta, trace, kind
 
 
-def _lbfgs_run(param, task, *, budget_s, seed, steps, out, resume, progress):
-    """L-BFGS from where fit-baseline starts (or, resuming, from the checkpoint in ``out``)."""
-    res = fit(param, task, method="jaxopt", max_iter=steps or 10_000, max_time=budget_s,
-              theta0=echeveste_theta(param, task.inputs), seed=seed, progress=progress,
-              checkpoint_dir=None if out is None else Path(out) / "checkpoint", resume=resume)
-    hist, times = res.history[0], res.times[0]
-    trace = dict(iteration=list(range(len(hist))), wall_time_s=list(times), loss=list(hist))
-    return np.asarray(res.theta), trace, "closure (stationary)"
+def _two_phase_run(method, param, task, *, budget_s, seed, steps, sim, out, resume, progress, recorder, theta0,
+                   t0, lbfgs_fraction, correction):
+    """``corrected`` or ``hybrid``: L-BFGS for ``lbfgs_fraction`` of the budget, then
+    the second phase until the budget ends (:mod:`.compare_phases`)."""
+    if resume:
+        raise ValueError(f"method {method!r} cannot resume (only its phases checkpoint); start it anew")
+    theta, trace, _ = _lbfgs_run(param, task, budget_s=lbfgs_fraction * budget_s, seed=seed, steps=steps,
+                                 out=None, resume=False, progress=progress, recorder=recorder, theta0=theta0)
+    kw = dict(deadline=t0 + budget_s, seed=seed, steps=steps, progress=progress, recorder=recorder)
+    if method == "corrected":
+        theta, trace = corrected_phase(param, task, theta, trace, correction=correction, rounds=CORRECTION_ROUNDS,
+                                       **dict(kw, seed=1000 + 100 * seed))
+        return theta, trace, "closure (L-BFGS), then each correction round's simulated loss"
+    theta, trace = hybrid_phase(param, task, theta, trace, sim=sim, **kw,
+                                folder=None if out is None else Path(out) / "checkpoint")
+    return theta, trace, "closure (L-BFGS), then simulated (BPTT estimate)"
 
 
-def _param_run(method, net_kind, task, *, budget_s, seed, steps, sim, out, resume, progress, t0):
-    """A run of a fixed-size parameterization (every method but growth)."""
+def _param_run(method, net_kind, task, *, budget_s, seed, steps, sim, out, resume, progress, t0, recorder,
+               lbfgs_fraction, correction, init=None):
+    """A run of a fixed-size parameterization (every method but growth), from ``init(param, seed)``."""
     param = get_parameterization(net_kind, m=task.n_exc)
+    theta0 = None if init is None else init(param, seed)
     if method == "moments-lbfgs":
         theta, trace, kind = _lbfgs_run(param, task, budget_s=budget_s, seed=seed, steps=steps, out=out,
-                                        resume=resume, progress=progress)
+                                        resume=resume, progress=progress, recorder=recorder, theta0=theta0)
+    elif method in ("corrected", "hybrid"):
+        theta, trace, kind = _two_phase_run(method, param, task, budget_s=budget_s, seed=seed, steps=steps, sim=sim,
+                                            out=out, resume=resume, progress=progress, recorder=recorder,
+                                            theta0=theta0, t0=t0, lbfgs_fraction=lbfgs_fraction,
+                                            correction=correction)
     else:
         common = dict(steps=steps or 100_000, seed=seed, max_time=budget_s, resume=resume, progress=progress,
+                      theta0=theta0, callback=recorder.adam_callback(param, task.inputs),
                       checkpoint_dir=None if out is None else Path(out) / "checkpoint")
         if method == "moments-adam":
             res, kind = train_moments_adam(param, task, **common), "closure (stationary)"
         else:
             res, kind = train_bptt(param, task, **sim, **common), "simulated (BPTT estimate)"
-        theta, trace = np.asarray(res.theta), _trace_from_adam(res.history)
+        theta, trace = np.asarray(res.theta), adam_trace(res.history)
     th = jnp.asarray(theta)
     if out is not None:
         param.save_json(th, Path(out) / "params.json")
     return TrainingRun(method, net_kind, seed, trace, kind, param.network(th),
                        np.asarray(param.inputs(th, jnp.asarray(task.inputs))), np.asarray(task.target_mean),
                        np.asarray(task.target_cov), json.loads(param.to_json(th)), time.perf_counter() - t0,
-                       False, "")
+                       False, "", tuple(recorder.snapshots))
 
 
-def _growth_run(task, *, budget_s, seed, steps, sim, out, resume, progress, t0):
+def _growth_run(task, *, budget_s, seed, steps, sim, out, resume, progress, t0, recorder, stage_train=None,
+                **_):
     """Growth of a general network on a doubling schedule, BPTT between splits."""
     n_e = task.n_targets
     n_i = task.n_net - task.n_exc or n_e
@@ -189,15 +223,20 @@ def _growth_run(task, *, budget_s, seed, steps, sim, out, resume, progress, t0):
         # (the stage from the network's size: also right when grow resumes)
         stage = sizes.index((param.n_e, param.n_i))
         left = max(deadline - time.perf_counter(), 1.0) / (len(sizes) - stage)
+        if stage_train is not None:  # e.g. momentssn.growth.trainers.ClosureThenBPTT
+            return stage_train(param, sub, theta, n_steps, seed, max_time=left, sim=sim,
+                               checkpoint_dir=checkpoint_dir, resume=resume)
+        # snapshots in the last stage only (the network has its full size there)
+        callback = recorder.adam_callback(param, sub.inputs) if stage == len(sizes) - 1 else None
         return train_bptt(param, sub, theta0=theta, steps=n_steps, seed=seed, max_time=left,
-                          checkpoint_dir=checkpoint_dir, resume=resume, progress=None, **sim)
+                          checkpoint_dir=checkpoint_dir, resume=resume, progress=None, callback=callback, **sim)
 
     g = grow(task, sizes=sizes, steps_per_stage=steps or 100_000, train_fn=train_fn, seed=seed,
              checkpoint_dir=None if out is None else Path(out) / "growth", resume=resume, progress=progress)
     trace, it0, tt = dict(iteration=[], wall_time_s=[], loss=[]), 0, 0.0
     for st in g.stages:
         if st.train_history:
-            part = _trace_from_adam(st.train_history, it0, tt)
+            part = adam_trace(st.train_history, it0, tt)
             for k in trace:
                 trace[k] += part[k]
         it0 += st.steps
@@ -209,7 +248,7 @@ def _growth_run(task, *, budget_s, seed, steps, sim, out, resume, progress, t0):
         atomic_write_bytes(Path(out) / "theta.npy", buf.getvalue())
     return TrainingRun("growth", "general", seed, trace, "simulated (BPTT, current stage's targets)", g.net,
                        inputs, np.asarray(g.task.target_mean), np.asarray(g.task.target_cov), None,
-                       time.perf_counter() - t0, False, "")
+                       time.perf_counter() - t0, False, "", tuple(recorder.snapshots))
 
 
 def train_run(
@@ -224,6 +263,11 @@ def train_run(
     out=None,
     resume: bool = False,
     progress: Optional[ProgressFn] = None,
+    init=None,
+    stage_train=None,
+    lbfgs_fraction: float = LBFGS_FRACTION,
+    correction: SimulationSettings = SimulationSettings(),
+    n_snapshots: int = N_SNAPSHOTS,
 ) -> TrainingRun:
     """Train with one method under a wall-time budget; a failed run is returned, not raised.
 
@@ -241,6 +285,16 @@ def train_run(
             (raised, not a failed run) when there are none.
         progress: ``Progress`` callback of the training (``None``: silent); a failed
             run reports its failure through it.
+        init: start of every method but growth, ``init(param, seed) -> theta``
+            (e.g. ``momentssn.params.init.paper_theta``); None: the default start.
+        stage_train: growth's trainer of a stage, ``stage_train(param, sub, theta,
+            n_steps, seed, *, max_time, sim, checkpoint_dir, resume)`` (e.g.
+            ``momentssn.growth.trainers.ClosureThenBPTT``); None: BPTT.
+        lbfgs_fraction: ``corrected`` and ``hybrid``: share of the budget of their
+            L-BFGS phase (0 < f < 1; :mod:`.compare_phases`).
+        correction: ``corrected``: how each round simulates (``SimulationSettings``).
+        n_snapshots: snapshots of the network kept at wall times budget * 2^-k,
+            k = n-1 .. 0 (``TrainingRun.snapshots``; 0: none).
 
     Bad arguments raise ``ValueError``.
     """
@@ -250,15 +304,21 @@ def train_run(
         raise ValueError(f"growth grows a general network: use net 'general', got {net_kind!r}")
     if not (budget_s > 0 and math.isfinite(budget_s)):
         raise ValueError(f"budget_s must be a finite number > 0, got {budget_s!r}")
+    if not 0.0 < lbfgs_fraction < 1.0:
+        raise ValueError(f"lbfgs_fraction must be in (0, 1), got {lbfgs_fraction!r}")
+    if int(n_snapshots) != n_snapshots or n_snapshots < 0:
+        raise ValueError(f"n_snapshots must be an integer >= 0, got {n_snapshots!r}")
     progress = as_callback(progress)
+    t0 = time.perf_counter()
     kw = dict(budget_s=budget_s, seed=seed, steps=steps, sim=dict(sim or {}), out=out, resume=resume,
-              progress=progress, t0=time.perf_counter())
+              progress=progress, t0=t0, recorder=Recorder(t0, budget_s, int(n_snapshots)),
+              lbfgs_fraction=float(lbfgs_fraction), correction=SimulationSettings(*correction))
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
     try:
         if method == "growth":
-            return _growth_run(task, **kw)
-        return _param_run(method, net_kind, task, **kw)
+            return _growth_run(task, stage_train=stage_train, **kw)
+        return _param_run(method, net_kind, task, init=init, **kw)
     except FileNotFoundError as exc:
         if resume:  # nothing to resume from: the caller's mistake, not a failed run
             raise
@@ -277,37 +337,17 @@ def _failed(method, net_kind, task, kw, progress, exc: BaseException) -> Trainin
 
 
 # --------------------------------------------------------------------------- the comparison
-class ScoredRun(NamedTuple):
-    """A training run with its scores: ``sim`` (``SimulatedScore`` or None if the run
-    failed), ``closure`` (closure loss of the final network, NaN if none), ``failed``
-    and ``failure`` (the run's, or why its network failed the scoring), ``tag``."""
-
-    run: TrainingRun
-    sim: Optional[SimulatedScore]
-    closure: float
-    failed: bool
-    failure: str
-    tag: str
-
-
-def _score(run: TrainingRun, tag: str, score: dict) -> ScoredRun:
-    if run.failed:
-        return ScoredRun(run, None, float("nan"), True, run.failure, tag)
-    closure = network_closure_loss(run.net, run.inputs, run.target_mean, run.target_cov).loss
-    sc = simulated_score(run.net, run.inputs, run.target_mean, run.target_cov, **score)
-    if not math.isfinite(sc.loss):
-        return ScoredRun(run, sc, closure, True,
-                         f"simulation diverged (diverged trials per stimulus {sc.n_diverged.tolist()})", tag)
-    return ScoredRun(run, sc, closure, False, "", tag)
-
-
 def run_comparison(task: Task, *, runs: Sequence[Tuple[str, str]] = DEFAULT_RUNS, seeds: Sequence[int] = (0,),
                    budget_s: float = 300.0, steps: Optional[int] = None, runs_dir=None, sim: Optional[dict] = None,
-                   score: Optional[dict] = None, progress: Optional[ProgressFn] = None) -> List[ScoredRun]:
+                   score: Optional[dict] = None, progress: Optional[ProgressFn] = None,
+                   run_options: Optional[dict] = None, snapshot_score: Optional[dict] = None) -> List[ScoredRun]:
     """Train every (method, net) of ``runs`` for every seed with the same budget and
-    score each final network (module docstring).  ``runs_dir``: folder of the runs'
-    checkpoints and parameters (one sub-folder per run; None: none).  Returns the
-    scored runs in order."""
+    score each final network with ``score`` and its snapshots with ``snapshot_score``
+    (``simulated_score`` settings; default :func:`.compare_score.snapshot_settings`)
+    (module docstring).  ``runs_dir``: folder of the runs' checkpoints and parameters
+    (one sub-folder per run; None: none).  ``run_options``: more keywords of
+    :func:`train_run` (``init``, ``stage_train``, ``lbfgs_fraction``, ``correction``,
+    ``n_snapshots``).  Returns the scored runs in order."""
     for method, net_kind in runs:
         _check_choice("method", method, METHODS)
         _check_choice("net", net_kind, NETS)
@@ -319,11 +359,12 @@ def run_comparison(task: Task, *, runs: Sequence[Tuple[str, str]] = DEFAULT_RUNS
             say = lambda msg: report(progress, Progress(f"compare {tag}", 0, message=msg))  # noqa: E731
             say(f"training for up to {budget_s:.0f} s")
             run = train_run(method, net_kind, task, budget_s=budget_s, seed=seed, steps=steps, sim=sim,
-                            out=None if runs_dir is None else Path(runs_dir) / tag, progress=progress)
+                            out=None if runs_dir is None else Path(runs_dir) / tag, progress=progress,
+                            **(run_options or {}))
             if not run.failed:
-                say("scoring by a long simulation")
-            r = _score(run, tag, dict(score or {}))
-            simloss = "-" if r.sim is None else f"{r.sim.loss:.4g}"
+                say(f"scoring the final network and {len(run.snapshots)} snapshots by simulation")
+            r = score_run(run, tag, dict(score or {}), snapshot_score)
+            simloss = "-" if r.sim is None else f"{r.sim.loss:.4g} +- {r.sim.loss_se:.2g}"
             say(f"{'FAILED: ' + r.failure if r.failed else 'ok'}; simulated loss {simloss}; "
                 f"closure loss {r.closure:.4g}; {run.wall_time_s:.0f} s")
             results.append(r)
@@ -341,20 +382,38 @@ def compare_methods(
     sim: Optional[dict] = None,
     score: Optional[dict] = None,
     progress: Optional[ProgressFn] = None,
+    run_options: Optional[dict] = None,
+    snapshot_score: Optional[dict] = None,
+    reference: Optional[Reference] = None,
 ) -> dict:
     """Run every (method, net) of ``runs`` for every seed with the same budget, score
-    each final network by a long simulation (``simulated_score``) and write
-    ``summary.json``, ``report.md`` and figures to ``out`` (the runs' checkpoints in
-    ``out/runs``).  Returns the summary dict.  ``steps`` optionally caps the
-    iterations of every run (per stage for growth).
+    each final network and its snapshots by simulation (``simulated_score``; see
+    :func:`run_comparison`) and write ``summary.json``, ``report.md`` and figures to
+    ``out`` (the runs' checkpoints in ``out/runs``).  Returns the summary dict.
+    ``steps`` optionally caps the iterations of every run (per stage for growth).
 
-    The summary names the method with the lowest simulated loss (median over its
-    successful seeds) and the wall time it took, and the fraction of failed seeds of
-    every method.
+    ``reference``: a network every run is reported against (a horizontal line in the
+    figure, a ratio in the tables); default: on the published task the published
+    network scored with ``score`` (:func:`.compare_score.published_reference`),
+    otherwise none.
+
+    The summary ranks the runs by simulated loss (with its Monte Carlo SE and the
+    closure loss and closure-vs-simulation gap beside it), names the method with the
+    lowest simulated loss (median over its successful seeds), the wall time it took and
+    its margin over the next, and the fraction of failed seeds of every method.
     """
     t0 = time.perf_counter()
     results = run_comparison(task, runs=runs, seeds=seeds, budget_s=budget_s, steps=steps,
-                             runs_dir=Path(out) / "runs", sim=sim, score=score, progress=progress)
+                             runs_dir=Path(out) / "runs", sim=sim, score=score, progress=progress,
+                             run_options=run_options, snapshot_score=snapshot_score)
+    if reference is None:
+        reference = published_reference(task, dict(score or {}))
+        if reference is not None:
+            report(as_callback(progress), Progress("compare", 0, message=(
+                f"{reference.label}: simulated loss {reference.loss:.4g} +- {reference.loss_se:.2g}")))
+    options = {k: v for k, v in (run_options or {}).items() if isinstance(v, (int, float, str, tuple))}
     settings = dict(task=task.name, seeds=list(seeds), budget_s=budget_s, steps=steps, runs=[list(r) for r in runs],
-                    score_settings=dict(score or {}), bptt_settings=dict(sim or {}))
-    return write_comparison(results, settings, out, total_wall_time_s=time.perf_counter() - t0)
+                    score_settings=dict(score or {}), bptt_settings=dict(sim or {}), run_options=options,
+                    snapshot_score_settings=(snapshot_settings(dict(score or {})) if snapshot_score is None
+                                             else dict(snapshot_score)))
+    return write_comparison(results, settings, out, total_wall_time_s=time.perf_counter() - t0, reference=reference)

@@ -14,6 +14,8 @@ import pytest
 import momentssn as ms
 from momentssn.cli import main
 from momentssn.experiments.compare import doubling_sizes, train_run
+from momentssn.experiments.compare_score import Reference, published_reference, score_run
+from reference import PUBLISHED_BASELINE15
 from momentssn.tasks import Task
 
 SIM = dict(n_trials=16, t_max=60.0, t_avg=20.0, dt=0.5)  # BPTT settings of the tiny runs
@@ -49,29 +51,131 @@ def test_train_run_arguments_are_checked():
         train_run("bptt", "ring", task, budget_s=-1.0)
 
 
-def test_compare_every_method_end_to_end(tmp_path):
+# moments-adam runs in test_train_verb_writes_result_and_resumes
+ALL_RUNS = [("moments-lbfgs", "baseline15"), ("bptt", "baseline15"), ("growth", "general"),
+            ("corrected", "baseline15"), ("hybrid", "baseline15")]
+# the correction's simulations of the tiny runs (the default is 64 trials x 2.5 s)
+CORRECTION = ms.SimulationSettings(n_trials=16, t_max=400.0, burn_in=100.0, dt=0.5)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """Every method on the tiny task, a few steps each, against a reference network (the
+    one whose closure moments are the targets), scored with the tiny settings."""
+    out = tmp_path_factory.mktemp("compare")
     task = tiny_task()
-    runs = [("moments-lbfgs", "baseline15"), ("moments-adam", "baseline15"), ("bptt", "baseline15"),
-            ("growth", "general")]
-    s = ms.compare_methods(task, runs=runs, seeds=(0,), budget_s=120.0, steps=4, out=tmp_path, sim=SIM, score=SCORE,
-                           progress=False)
-    assert {"summary.json", "report.md", "loss_curves.png", "simulated_vs_targets.png"} <= {
-        p.name for p in tmp_path.iterdir()}
-    saved = json.loads((tmp_path / "summary.json").read_text())
+    param = ms.get_parameterization("baseline15", m=2)
+    true = param.random_theta(5, scale=0.2)
+    ref_score = ms.simulated_score(param.network(true), param.inputs(true, jnp.asarray(task.inputs)),
+                                   task.target_mean, task.target_cov, **SCORE)
+    ref = Reference("true", ref_score.loss, ref_score.loss_se, 0.0)
+    # steps, not the budget, end the runs; snapshots from 120 s / 2^9 = 0.23 s on
+    s = ms.compare_methods(task, runs=ALL_RUNS, seeds=(0,), budget_s=120.0, steps=4, out=out, sim=SIM,
+                           score=SCORE, progress=False, reference=ref,
+                           run_options=dict(correction=CORRECTION, n_snapshots=10))
+    return s, out, ref
+
+
+def test_compare_every_method_end_to_end(compared):
+    s, out, _ = compared
+    assert {"summary.json", "report.md", "simulated_loss_vs_time.png", "training_loss.png",
+            "simulated_vs_targets.png"} <= {p.name for p in out.iterdir()}
+    saved = json.loads((out / "summary.json").read_text())
     assert saved["winner"] == s["winner"]
-    assert len(s["rows"]) == 4
+    assert len(s["rows"]) == len(ALL_RUNS)
+    rows = {row["method"]: row for row in s["rows"]}
     for row in s["rows"]:
         assert not row["failed"], row["failure"]
         assert row["iterations"] >= 2 and len(row["trace"]["loss"]) == len(row["trace"]["wall_time_s"])
         assert np.isfinite(row["simulated_loss"]) and np.isfinite(row["closure_loss"])
-    # the winner is the run with the lowest simulated loss
-    best = min(s["rows"], key=lambda r: r["simulated_loss"])
-    assert s["winner"]["run"] == f"{best['method']}:{best['net']}"
-    assert s["winner"]["run"] in (tmp_path / "report.md").read_text()
+        assert row["simulated_loss_se"] > 0
     assert all(v["failed_fraction"] == 0.0 for v in s["per_method"].values())
-    # training moved the moment-based methods (their own loss went down)
-    for row in s["rows"][:2]:
-        assert row["trace"]["loss"][-1] < row["trace"]["loss"][0]
+    # training moved L-BFGS (its own loss went down)
+    assert rows["moments-lbfgs"]["trace"]["loss"][-1] < rows["moments-lbfgs"]["trace"]["loss"][0]
+    # corrected and hybrid: 5 L-BFGS iterates (start + 4 steps), then the correction rounds' simulated
+    # losses (at least one) or 4 Adam steps
+    assert "correction round" in rows["corrected"]["loss_kind"] and "BPTT" in rows["hybrid"]["loss_kind"]
+    assert rows["corrected"]["iterations"] >= 6 and rows["hybrid"]["iterations"] == 9
+    for m in ("corrected", "hybrid"):
+        tr = rows[m]["trace"]
+        assert np.all(np.diff(tr["iteration"]) > 0) and np.all(np.diff(tr["wall_time_s"]) >= 0)
+
+
+def test_compare_ranks_by_simulated_loss_with_the_gap(compared):
+    s, out, ref = compared
+    losses = [row["simulated_loss"] for row in s["rows"]]
+    assert losses == sorted(losses) and s["ranking"] == [row["tag"] for row in s["rows"]]
+    best = s["rows"][0]
+    assert s["winner"]["run"] == f"{best['method']}:{best['net']}"
+    nxt = s["per_method"][s["winner"]["runner_up"]]["median_simulated_loss"]
+    assert s["winner"]["runner_up_ratio"] == pytest.approx(nxt / best["simulated_loss"])
+    report = (out / "report.md").read_text()
+    assert s["winner"]["run"] in report and "gap ratio" in report and "gap difference" in report
+    for i, row in enumerate(s["rows"], 1):
+        assert row["gap_ratio"] == pytest.approx(row["simulated_loss"] / row["closure_loss"])
+        assert row["gap_difference"] == pytest.approx(row["simulated_loss"] - row["closure_loss"])
+        assert row["ratio_to_reference"] == pytest.approx(row["simulated_loss"] / ref.loss)
+        # the report's ranked table lists the run at its rank with its gap
+        assert f"| {i} | {row['tag']} | {row['simulated_loss']:.4g} +- " in report
+        assert f"| {row['gap_ratio']:.4g} | {row['gap_difference']:.4g} |" in report
+    assert s["reference"]["loss"] == ref.loss
+
+
+def test_compare_snapshots_are_scored_in_wall_time_order(compared):
+    s, _, _ = compared
+    for row in s["rows"]:
+        snaps = row["snapshots"]
+        t = [p["wall_time_s"] for p in snaps]
+        assert np.all(np.diff(t) > 0), (row["tag"], t)
+        assert snaps[-1]["final"] and snaps[-1]["loss"] == row["simulated_loss"]
+        assert snaps[-1]["wall_time_s"] == pytest.approx(row["wall_time_s"])
+        assert all(np.isfinite(p["loss"]) and p["loss_se"] > 0 for p in snaps)
+    # every run passes scheduled times (0.23 s, 0.47 s, ...) before it stops (final network
+    # included: >= 2 points); corrected keeps each correction round's network
+    rows = {row["method"]: row for row in s["rows"]}
+    assert all(len(row["snapshots"]) >= 2 for row in s["rows"])
+    n_rounds = rows["corrected"]["iterations"] - 5
+    assert len(rows["corrected"]["snapshots"]) >= n_rounds + 1
+
+
+def test_snapshot_of_a_run_scores_its_network():
+    """A snapshot's score is simulated_score of the network the run had then."""
+    task = tiny_task()
+    run = train_run("moments-lbfgs", "baseline15", task, budget_s=40.0, n_snapshots=10, progress=None)
+    assert run.snapshots, "scheduled from 40 s / 2^9 = 0.08 s on"
+    snap = run.snapshots[-1]
+    assert snap.wall_time_s < run.wall_time_s + 1e-9
+    a = ms.simulated_score(snap.net, snap.inputs, task.target_mean, task.target_cov, **SCORE).loss
+    scored = score_run(run, "x", SCORE, SCORE).snapshots
+    assert len(scored) == len(run.snapshots) + 1 and scored[-1].final
+    assert scored[-2].loss == a and scored[-2].wall_time_s == snap.wall_time_s
+
+
+def test_published_reference_is_the_published_network_scored_the_same_way():
+    """On the published task (here every 5th cell of it: a ring of 10 E + 10 I, for speed)
+    the reference is the published network's simulated_score with the same settings."""
+    quick = dict(n_trials=8, t_max=300.0, burn_in=100.0, dt=0.5)
+    full = ms.get_task("echeveste2020")
+    e = np.arange(0, full.n_exc, 5)
+    cells = np.concatenate([e, full.n_exc + e])
+    task = Task(inputs=np.asarray(full.inputs)[:, cells], target_mean=np.asarray(full.target_mean)[:, e],
+                target_cov=np.asarray(full.target_cov)[:, e][:, :, e], n_exc=len(e), name="echeveste2020")
+    ref = published_reference(task, quick)
+    param = ms.get_parameterization("baseline15", m=len(e))
+    theta = param.to_theta(dict(PUBLISHED_BASELINE15))
+    net, h = param.network(theta), param.inputs(theta, jnp.asarray(task.inputs))
+    sc = ms.simulated_score(net, h, task.target_mean, task.target_cov, **quick)
+    assert ref.loss == sc.loss and ref.loss_se == sc.loss_se and sc.loss_se > 0
+    assert ref.closure == pytest.approx(float(ms.network_closure_loss(net, h, task.target_mean, task.target_cov).loss))
+    assert published_reference(tiny_task(), quick) is None
+
+
+def test_two_phase_methods_refuse_bad_arguments():
+    task = tiny_task()
+    with pytest.raises(ValueError, match="lbfgs_fraction"):
+        train_run("hybrid", "baseline15", task, lbfgs_fraction=1.0)
+    with pytest.raises(ValueError, match="n_snapshots"):
+        train_run("corrected", "baseline15", task, n_snapshots=-1)
 
 
 def test_train_verb_writes_result_and_resumes(tmp_path):
