@@ -1,0 +1,112 @@
+"""Stage trainers of growth: what trains the network between two splits.
+
+A stage trainer is called once per stage by a growth driver (``grow``'s ``train_fn``
+hook; ``momentssn.experiments.compare.train_run(..., stage_train=...)``) as
+
+    trainer(param, task, theta, n_steps, seed, *, max_time, sim, checkpoint_dir, resume)
+        -> TrainResult (theta, history, steps)
+
+with ``task`` the stage's sub-task (its first E cells' targets), ``max_time`` the stage's
+share of the budget (s), ``sim`` the BPTT simulation settings (``n_trials``, ``t_max``,
+``t_avg``, ``dt``).  Three are provided:
+
+* :class:`BPTTStage`: Adam on moments of simulated trials (``train_bptt``): the
+  simulation is the ground truth, but every step simulates S x n_trials trials;
+* :class:`ClosureStage`: Adam on the stationary closure loss (``train_moments_adam``):
+  cheap and deterministic, but it optimizes the Gaussian closure's moments, which the
+  simulation does not reproduce near threshold;
+* :class:`ClosureThenBPTT`: the closure for the first ``closure_fraction`` of the
+  stage's time, then BPTT for the rest from where it got: the closure does the coarse
+  work cheaply and the simulation corrects what the closure gets wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+from ..training.adam import TrainResult, train_bptt, train_moments_adam
+
+__all__ = ["BPTTStage", "ClosureStage", "ClosureThenBPTT", "STAGE_TRAINERS"]
+
+
+def _has_files(folder) -> bool:
+    return folder is not None and Path(folder).is_dir() and any(Path(folder).iterdir())
+
+
+def _bptt(param, task, theta, n_steps, seed, max_time, sim, checkpoint_dir, resume, learning_rate):
+    return train_bptt(param, task, theta0=theta, steps=n_steps, seed=seed, max_time=max_time,
+                      learning_rate=learning_rate, checkpoint_dir=checkpoint_dir,
+                      resume=resume and _has_files(checkpoint_dir), progress=None, **dict(sim or {}))
+
+
+def _closure(param, task, theta, n_steps, seed, max_time, checkpoint_dir, resume, learning_rate):
+    return train_moments_adam(param, task, theta0=theta, steps=n_steps, seed=seed, max_time=max_time,
+                              learning_rate=learning_rate, checkpoint_dir=checkpoint_dir,
+                              resume=resume and _has_files(checkpoint_dir), progress=None)
+
+
+class BPTTStage(NamedTuple):
+    """Simulation-driven stages: ``train_bptt`` (Adam, step size ``learning_rate``)."""
+
+    learning_rate: float = 1e-2
+
+    def __call__(self, param, task, theta, n_steps, seed, *, max_time=None, sim=None, checkpoint_dir=None,
+                 resume=False) -> TrainResult:
+        return _bptt(param, task, theta, n_steps, seed, max_time, sim, checkpoint_dir, resume, self.learning_rate)
+
+
+class ClosureStage(NamedTuple):
+    """Closure-driven stages: ``train_moments_adam`` (Adam on the stationary closure
+    loss, step size ``learning_rate``); ``sim`` is ignored."""
+
+    learning_rate: float = 1e-2
+
+    def __call__(self, param, task, theta, n_steps, seed, *, max_time=None, sim=None, checkpoint_dir=None,
+                 resume=False) -> TrainResult:
+        return _closure(param, task, theta, n_steps, seed, max_time, checkpoint_dir, resume, self.learning_rate)
+
+
+def _joined(first: TrainResult, second: TrainResult) -> TrainResult:
+    """One result of two runs one after the other: steps renumbered and wall times
+    offset so that the history reads as one run (its loss changes kind at the seam)."""
+    h1, h2 = first.history, second.history
+    n1, t1 = first.steps, first.wall_time_s
+    history = {k: list(h1[k]) + list(h2[k]) for k in h1}
+    history["step"] = list(h1["step"]) + [n1 + int(s) for s in h2["step"]]
+    history["wall_time_s"] = list(h1["wall_time_s"]) + [t1 + float(t) for t in h2["wall_time_s"]]
+    return TrainResult(theta=second.theta, history=history, n_rejected=first.n_rejected + second.n_rejected,
+                       rejected_steps=list(first.rejected_steps) + [n1 + s for s in second.rejected_steps],
+                       steps=n1 + second.steps, wall_time_s=t1 + second.wall_time_s)
+
+
+class ClosureThenBPTT(NamedTuple):
+    """Closure Adam for ``closure_fraction`` of the stage's ``max_time``, then BPTT for
+    the rest (each phase at most ``n_steps`` steps).  Without ``max_time`` each phase
+    takes ``n_steps``.  Checkpoints: ``checkpoint_dir/closure`` and
+    ``checkpoint_dir/bptt``; resuming a stage whose BPTT phase had begun goes on with it
+    (the closure phase's history is then not part of the result)."""
+
+    closure_fraction: float = 0.5
+    closure_learning_rate: float = 1e-2
+    bptt_learning_rate: float = 1e-2
+
+    def __call__(self, param, task, theta, n_steps, seed, *, max_time=None, sim=None, checkpoint_dir=None,
+                 resume=False) -> TrainResult:
+        if not 0.0 < float(self.closure_fraction) < 1.0:
+            raise ValueError(f"closure_fraction must lie in (0, 1), got {self.closure_fraction!r}")
+        sub = (lambda name: None) if checkpoint_dir is None else (lambda name: Path(checkpoint_dir) / name)  # noqa: E731
+        t_closure = None if max_time is None else float(self.closure_fraction) * float(max_time)
+        if resume and _has_files(sub("bptt")):
+            return _bptt(param, task, theta, n_steps, seed, None if max_time is None else max_time - t_closure, sim,
+                         sub("bptt"), True, self.bptt_learning_rate)
+        first = _closure(param, task, theta, n_steps, seed, t_closure, sub("closure"), resume,
+                         self.closure_learning_rate)
+        left = None if max_time is None else max(float(max_time) - first.wall_time_s, 0.0)
+        second = _bptt(param, task, first.theta, n_steps, seed, left, sim, sub("bptt"), False,
+                       self.bptt_learning_rate)
+        return _joined(first, second)
+
+
+#: The stage trainers by name.
+STAGE_TRAINERS = {"bptt": BPTTStage(), "closure": ClosureStage(), "closure+bptt": ClosureThenBPTT()}

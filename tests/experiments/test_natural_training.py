@@ -1,0 +1,51 @@
+"""The whole natural-image path at small size: patches -> learned filters -> ML GSM -> task
+-> growth and direct training from the paper's start (a few steps) -> simulated scores."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import momentssn as ms
+from momentssn.experiments.natural_images import run_gsm
+from momentssn.experiments.natural_training import run_natural_training
+from momentssn.growth.trainers import ClosureThenBPTT
+from momentssn.params.init import stable_paper_theta
+from momentssn.tasks import load_task
+
+SIM = dict(n_trials=8, t_max=60.0, t_avg=20.0, dt=0.5)  # BPTT of the tiny runs
+SCORE = dict(n_trials=16, t_max=400.0, burn_in=100.0, dt=0.5)
+STEPS, LR = 2, 1e-2
+
+
+def test_natural_image_path_growth_and_direct_training(tmp_path):
+    # the settings of tests/gsm/conftest.py (8 x 8 patches, M = 4): shared compilations
+    run_gsm(tmp_path / "gsm", size=8, n_filters=4, n_per_image=150, filter_iters=40, ml_iters=40, n_fit=300,
+            n_eval=200, contrasts=(0.0, 1.0, 2.0))
+    task = load_task(tmp_path / "gsm" / "task.npz")
+    assert (task.n_net, task.n_exc, task.n_stimuli) == (8, 4, 15)
+    out = tmp_path / "natural"
+    nat = run_natural_training(task, out, seeds=(0,), budget_s=600.0, steps=STEPS, stage_train=ClosureThenBPTT(),
+                               sim=SIM, score=SCORE, n_snapshots=0, progress=False)
+    assert {"natural.json", "natural.md", "summary.json", "report.md"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "natural.json").read_text())["methods"].keys() == {"growth", "bptt", "moments-lbfgs"}
+    param = ms.get_parameterization("general", m=4)
+    theta0, draws = stable_paper_theta(param, task.inputs, 0)
+    assert nat["initial_draws"] == {"0": draws}
+    for method, m in nat["methods"].items():
+        assert m["failed_fraction"] == 0.0, m["failures"]
+        (sim,), (se,), (closure,) = m["simulated_loss"], m["simulated_loss_se"], m["closure_loss"]
+        assert np.isfinite(sim) and 0 < se < 0.5 * sim and np.isfinite(closure)
+        # closure and simulation of the same network agree to within a factor of 3 here
+        assert 1 / 3 < sim / closure < 3, (method, sim, closure)
+        assert method in (out / "natural.md").read_text()
+    # the direct runs started from the paper's stable draw: STEPS Adam steps of size LR
+    # move each unconstrained parameter by at most ~STEPS * LR
+    for method in ("bptt",):
+        theta = param.load_json(out / "runs" / f"{method}_general_seed0" / "params.json")
+        assert float(jnp.max(jnp.abs(jnp.asarray(theta) - theta0))) <= STEPS * LR * 1.01
+    # growth reached the full size (N = 8) and respects Dale's law
+    row = next(r for r in json.loads((out / "summary.json").read_text())["rows"] if r["method"] == "growth")
+    assert row["iterations"] == 3 * 2 * STEPS  # 3 stages of (closure, BPTT) x STEPS
+    assert (out / "runs" / "growth_general_seed0" / "theta.npy").exists()
