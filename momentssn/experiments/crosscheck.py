@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..closure.equations import jacobian_at
 from ..closure.stationary import stationary_solve
 from ..closure.transient import propagate_moments
 from ..errors import SimulationDivergedError, UnstableNetworkError
@@ -35,10 +36,13 @@ from ..moments import Moments
 from ..progress import Progress, ProgressFn, report
 from ..simulation.simulate import simulate
 from ..simulation.step_error import step_error
+from ..simulation.step_size import jacobian_timescale
 from .crosscheck_report import STATUS_OK, CrosscheckReport, TransientComparison, fmt_number
 from .crosscheck_stats import compare_moments, corr_of, group_se, norm, safe_div, std_of, z_summary
 
 __all__ = ["crosscheck", "closure_moments"]
+
+_jacobian = jax.jit(jacobian_at)  # the closure Jacobian (1/ms) at stationary moments, compiled once per N
 
 
 def _neuron_labels(net: SSN) -> Tuple[str, ...]:
@@ -148,12 +152,13 @@ def _simulate_stationary(net, H, **kw) -> _Stationary:
         return _concat([_simulate_stationary(net, H[b:b + 1], **kw) for b in range(H.shape[0])])
 
 
-def _simulate_batch(net, H, *, t_max, dt, n_trials, seed, burn_in, dtype, n_groups, progress) -> _Stationary:
+def _simulate_batch(net, H, *, t_max, dt, n_trials, seed, burn_in, dtype, n_groups, progress,
+                    timescale_ms=None) -> _Stationary:
     """Pooled simulated moments, their standard errors, and those of the stds and correlations."""
     B, N = H.shape
     with _quiet_divergence():
         res = simulate(net, jnp.asarray(H, dtype), t_max, dt, n_trials, seed, burn_in=burn_in,
-                       dtype=dtype, n_groups=n_groups, progress=progress)
+                       dtype=dtype, n_groups=n_groups, progress=progress, timescale_ms=timescale_ms)
     se = res.standard_error()
     sim = Moments(np.asarray(res.moments.mean, float), np.asarray(res.moments.cov, float))
     sim_se = Moments(np.asarray(se.mean, float), np.asarray(se.cov, float))
@@ -342,13 +347,16 @@ def crosscheck(
     with _precision(fdt):
         theory, stable, eig, msgs = closure_moments(net_th, H, progress=progress)
     timings["closure"] = time.perf_counter() - t0
+    # the closure Jacobians' fastest time scale (ms), for simulate's step-size warning
+    timescale = jacobian_timescale(np.stack([_jacobian(net_th, theory.mean[b], np.diagonal(theory.cov[b]))
+                                             for b in range(B) if stable[b]] or [np.full((N, N), np.nan)]))
 
     t0 = time.perf_counter()
     _say(progress, f"simulation of {B} stimuli x {n_trials} trials x {t_max:g} ms "
                    f"(dt {dt:g} ms, burn-in {burn_in:g} ms, {dtype.name})", t_all)
     with _precision(dtype):
         st = _simulate_stationary(net, H, t_max=t_max, dt=dt, n_trials=n_trials, seed=seed, burn_in=burn_in,
-                                  dtype=dtype, n_groups=n_groups, progress=progress)
+                                  dtype=dtype, n_groups=n_groups, progress=progress, timescale_ms=timescale)
     timings["simulation"] = time.perf_counter() - t0
 
     err, err_se, z, z_rms, z_max = compare_moments(theory, st.sim, st.sim_se, st.std_se, st.corr_se)
@@ -358,7 +366,7 @@ def crosscheck(
         t0 = time.perf_counter()
         _say(progress, f"step error: dt {dt:g} and {dt / 2:g} ms on the same noise path", t_all)
         step = _step_check(net, H, t_max=t_max, dt=dt, n_trials=n_trials, seed=seed, burn_in=burn_in,
-                           dtype=dtype, n_groups=n_groups)
+                           dtype=dtype, n_groups=n_groups, timescale_ms=timescale)
         timings["step_check"] = time.perf_counter() - t0
 
     tr = None

@@ -22,6 +22,7 @@ from .._util import require_x64
 from ..moments import Moments
 from ..simulation.integrators.registry import get_integrator
 from ..simulation.simulate import simulate
+from ..simulation.step_size import warn_step_size
 from ._args import check_int, check_positive
 from .closure import time_averaged_moments
 from .gate import finish, gated
@@ -287,6 +288,7 @@ def simulated_score(
     seed: int = 12345,
     weights: LossWeights = LossWeights(),
     step_check: bool = False,
+    timescale_ms: Optional[float] = None,
 ) -> SimulatedScore:
     """Eq. 7 on moments of a long simulation (pooled over trials and the time after
     ``burn_in``): the ground truth every training method is judged by.
@@ -297,8 +299,11 @@ def simulated_score(
     dt/2 on the same noise path (about 3x the cost) and reports the step's bias of the
     loss in ``step_error``.  A stimulus whose every trial diverges scores +inf (its
     moments are NaN): a score, not an error, so that a comparison of training methods
-    can rank a failed network.
+    can rank a failed network.  ``timescale_ms``: the fastest time scale of the closure
+    Jacobian (ms, ``simulation.step_size.jacobian_timescale``) when the caller has the
+    closure: the step-size warning then checks dt against it as well as against min tau.
     """
+    warn_step_size(net, float(dt), get_integrator(None), timescale_ms)  # eagerly: the run is jitted
     target_mean = np.asarray(target_mean, np.float64)
     M = target_mean.shape[1]
     kw = dict(t_max=float(t_max), n_trials=int(n_trials), seed=int(seed), burn_in=float(burn_in))

@@ -31,42 +31,14 @@ from .integrators.registry import get_integrator
 from .kernel import AXIS, Config, choose_chunk, largest_divisor_leq, register_progress, simulate_jit
 from .noise import base_key
 from .result import SimulationResult
+from .step_size import StepSizeWarning, step_size_ratio, warn_step_size
 
 __all__ = ["simulate", "SimulationResult", "StepSizeWarning", "step_size_ratio"]
 
 
-class StepSizeWarning(UserWarning):
-    """dt is large against the network's fastest time scale (see :func:`step_size_ratio`)."""
-
-
-# (dt / tau_min)^order above which simulate warns.  Measured on the published network
-# (tau_min = 10 ms; a slow mode integrates drift errors): the relative error of the E mean is
-# below 1% for heun up to dt = 1 ms (dt/tau = 0.1), ~14 (dt/tau)^2 for etd2 (3.5% at 1 ms)
-# and ~5 (dt/tau) for exp_euler (25% at 0.5 ms), so this level flags steps that may be
-# several percent off: second order above dt/tau = 0.07, first order above 0.005.
-_WARN_LEVEL = 5e-3
-_WARNED = set()
-
-
-def step_size_ratio(net: SSN, dt: float) -> float:
-    """dt / min(tau): the step against the fastest time constant of the leak (concrete net)."""
-    return float(dt) / float(np.min(np.asarray(net.tau)))
-
-
-def _warn_step(net: SSN, dt: float, integ: Integrator) -> None:
-    """Warn once per (dt, tau_min, integrator) when (dt / tau_min)^order > _WARN_LEVEL."""
-    if is_traced(net.tau):
-        return
-    x = step_size_ratio(net, dt)
-    key = (round(dt, 12), round(x, 12), integ.name)
-    if x**integ.order > _WARN_LEVEL and key not in _WARNED:
-        _WARNED.add(key)
-        warnings.warn(
-            f"simulate: dt = {dt:g} ms is large against the fastest time constant "
-            f"(min tau = {dt / x:g} ms, dt/tau = {x:.3g}) for the order-{integ.order} integrator "
-            f"{integ.name!r}: expect a step error of order (dt/tau)^{integ.order} = {x**integ.order:.2g} "
-            "or more in the moments; measure it with momentssn.simulation.step_error.step_error",
-            StepSizeWarning, stacklevel=3)
+def _warn_step(net: SSN, dt: float, integ: Integrator, timescale_ms: Optional[float] = None) -> None:
+    """``step_size.warn_step_size`` from ``simulate`` (the warning points at its caller)."""
+    warn_step_size(net, dt, integ, timescale_ms, stacklevel=4)
 
 
 def _require_finite(name: str, x) -> None:
@@ -200,6 +172,7 @@ def simulate(
     noise_factor=None,
     noise_substeps: int = 1,
     checkpoint: bool = True,
+    timescale_ms: Optional[float] = None,
 ) -> SimulationResult:
     """Simulate ``n_trials`` independent trials of the stochastic SSN and stream moments.
 
@@ -208,7 +181,8 @@ def simulate(
         h: (N,) or (B, N) input (mV); a batch of B stimuli is simulated at once.
         t_max: duration (ms); ``n_steps = round(t_max / dt)`` steps are taken.
         dt: time step (ms).  ``simulate`` warns (``StepSizeWarning``, once per setting)
-            when (dt / min tau)^order > 5e-3; ``simulation.step_error.step_error`` measures the
+            when (dt / min tau)^order > 5e-3, or (dt / timescale_ms)^order > 0.25 (see
+            ``simulation.step_size``); ``simulation.step_error.step_error`` measures the
             step error of a setting.
         n_trials: independent trials per stimulus (common to all stimuli).
         seed: int (or a JAX PRNG key).  Same seed and options -> same numbers.
@@ -255,6 +229,11 @@ def simulate(
         checkpoint: rematerialize each chunk in the backward pass (``jax.checkpoint``,
             default).  ``False`` keeps every step's residuals: reverse-mode memory
             O(n_steps B n_trials N); only useful for benchmarking that trade-off.
+        timescale_ms: optional fastest time scale of the network's linearized dynamics (ms,
+            > 0): 1 / max |lambda| over the eigenvalues lambda (1/ms) of the closure
+            Jacobian at the stationary point, ``simulation.step_size.jacobian_timescale``
+            (the min over stimuli for a batch).  Only used for the step-size warning; callers
+            that have the closure (``crosscheck``, ``simulated_score``) pass it.
 
     Returns:
         :class:`SimulationResult`.  Memory is O(B n_trials N + B G N^2) besides the
@@ -327,7 +306,7 @@ def simulate(
     K = choose_chunk(n_steps, stride, B * n_trials * N, chunk_steps)
     L_given, diag_noise = _noise_factor(net, noise_factor, dtype)
     u0b, eta_mode, eta_given = _initial_states(u0, eta0, n_trials, N, B, squeeze, dtype)
-    _warn_step(net, dt, integ)
+    _warn_step(net, dt, integ, timescale_ms)
 
     cfg = Config(n_steps=n_steps, n_burn=n_burn, dt=dt, chunk=K, n_chunks=-(-n_steps // K), stride=stride,
                  traj=bool(return_trajectories), n_trials=n_trials, groups=G, bound=float(bound),
