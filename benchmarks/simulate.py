@@ -86,14 +86,22 @@ def e_stats(mean, cov, NE):
     return np.array([mean[:NE].mean(), np.sqrt(np.diag(cov)[:NE]).mean()])
 
 
+CPU = {}  # id of a timed function -> process CPU time (all threads) of its fastest run
+
+
 def best_time(fn, repeats):
+    """Wall time of the fastest of ``repeats`` runs after a warm-up (its process CPU time,
+    summed over threads, goes to ``CPU``: on a shared machine it says how much work a run
+    is, whatever the other processes do)."""
     fn()  # compilation / warm-up
     ts = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
+        ts.append((time.perf_counter() - t0, time.process_time() - c0))
+    best = min(ts)
+    CPU[id(fn)] = best[1]
+    return best[0]
 
 
 def ms_run(net, h, dt, integrator, substeps=1):
@@ -243,7 +251,8 @@ def main(argv=None):
         rows = {}
         dt_new, errs = ladder_step(net, h, ref, "heun")
         print("  heun error by dt: " + ", ".join(f"{d:g}: {e:.2%}" for d, e in errs.items()))
-        t_new = best_time(lambda: ms_run(net, h, dt_new, "heun"), args.repeats)
+        f_new = lambda: ms_run(net, h, dt_new, "heun")  # noqa: E731
+        t_new = best_time(f_new, args.repeats)
         rows["heun (new default)"] = (dt_new, errs[dt_new], t_new)
 
         e1 = rel_err(ms_run(net, h, 0.25, "exp_euler", 4), ref)
@@ -255,7 +264,11 @@ def main(argv=None):
         t_old = best_time(lambda: ms_run(net, h, dt_old, "exp_euler"), 1)
         rows["exp_euler (old scheme)"] = (dt_old, slope * dt_old, t_old)
 
-        t_np = best_time(lambda: numpy_heun(net, h, dt_new), 1)
+        f_np = lambda: numpy_heun(net, h, dt_new)  # noqa: E731
+        t_np = best_time(f_np, args.repeats)  # as many repeats as momentssn's run
+        c_new, c_np = CPU[id(f_new)], CPU[id(f_np)]
+        print(f"  at dt = {dt_new:g} ms: momentssn {t_new:.3f} s wall / {c_new:.3f} s CPU (all threads), "
+              f"numpy {t_np:.3f} s wall / {c_np:.3f} s CPU: CPU-time ratio {c_np / c_new:.2f}")
         rows["numpy loop of heun"] = (dt_new, float("nan"), t_np)
 
         if not args.quick:
