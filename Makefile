@@ -7,7 +7,7 @@ OUT    ?= out
 # XLA CPU scheduler bug workaround (jax 0.10, see README).
 export XLA_FLAGS += --xla_cpu_enable_concurrency_optimized_scheduler=false
 
-.PHONY: setup run test test-slow bench validate clean
+.PHONY: setup run test test-slow bench validate compare clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ bench: setup
 
 validate: setup
 	$(BIN)/momentssn validate --suite all --out $(OUT)/validation
+
+# Training methods compared on the published task, every network judged by simulation
+# (about 45 minutes on 2 cores: 5 runs x 420 s of training, then the scoring; README).
+COMPARE_RUNS ?= moments-lbfgs:baseline15 corrected:baseline15 hybrid:baseline15 bptt:ring growth:general
+COMPARE_BUDGET ?= 420
+compare: setup
+	$(BIN)/momentssn compare --task echeveste2020 --out $(OUT)/compare --budget $(COMPARE_BUDGET) \
+		--runs $(COMPARE_RUNS)
 
 clean:
 	rm -rf $(VENV) $(OUT) *.egg-info

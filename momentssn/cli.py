@@ -32,6 +32,7 @@ from ._util import atomic_write_json
 from .experiments import cli_args as types
 from .experiments.baseline import Correction, fit_baseline, stop_reason
 from .experiments.compare import DEFAULT_RUNS, METHODS, NETS, compare_methods, train_run
+from .experiments.compare_phases import LBFGS_FRACTION
 from .experiments.console import Printer
 from .experiments.natural_images import run_gsm
 from .experiments.plotting import new_figure, save
@@ -154,7 +155,8 @@ def cmd_train(args, say: Printer) -> int:
     net = args.net or ("general" if args.method == "growth" else "baseline15")
     say.say(f"training '{net}' by {args.method} on task '{task.name}' for up to {args.max_time:.0f} s")
     run = train_run(args.method, net, task, budget_s=args.max_time, seed=args.seed, steps=args.steps,
-                    sim=_bptt_settings(args), out=out, resume=args.resume, progress=say)
+                    sim=_bptt_settings(args), out=out, resume=args.resume, progress=say,
+                    lbfgs_fraction=args.lbfgs_fraction)
     result = dict(method=run.method, net=run.net_kind, seed=run.seed, task=str(args.task), failed=run.failed,
                   failure=run.failure, wall_time_s=run.wall_time_s, loss_kind=run.loss_kind, trace=run.trace,
                   params=run.params)
@@ -180,12 +182,22 @@ def cmd_train(args, say: Printer) -> int:
 
 def cmd_compare(args, say: Printer) -> int:
     """Several training methods on the same task, seeds and budget; report.md in --out."""
+    if args.score_time <= 500.0:
+        raise ValueError(f"--score-time must exceed the 500 ms burn-in of the score, got {args.score_time:g} ms")
     summary = compare_methods(get_task(args.task), runs=args.runs, seeds=args.seeds, budget_s=args.budget,
-                              out=args.out, sim=_bptt_settings(args), progress=say)
-    w = summary["winner"]
+                              out=args.out, sim=_bptt_settings(args), progress=say,
+                              score=dict(n_trials=args.score_trials, t_max=args.score_time),
+                              run_options=dict(lbfgs_fraction=args.lbfgs_fraction, n_snapshots=args.snapshots))
+    w, ref = summary["winner"], summary["reference"]
     if w:
-        say.say(f"lowest simulated loss: {w['run']} ({w['median_simulated_loss']:.4g}) "
-                f"in {w['median_wall_time_s']:.0f} s; report: {Path(args.out) / 'report.md'}")
+        for row in summary["rows"]:
+            say.say(f"  {row['tag']}: simulated loss {row['simulated_loss'] or float('nan'):.4g} +- "
+                    f"{row['simulated_loss_se'] or float('nan'):.2g}, closure loss {row['closure_loss']:.4g}"
+                    + (f", {row['ratio_to_reference']:.3g}x the published network" if row["ratio_to_reference"] else ""))
+        say.say(f"lowest simulated loss: {w['run']} ({w['median_simulated_loss']:.4g} +- {w['se']:.2g}) "
+                f"in {w['median_wall_time_s']:.0f} s" + (f"; the published network {ref['loss']:.4g} +- "
+                                                         f"{ref['loss_se']:.2g}" if ref else "")
+                + f"; report: {Path(args.out) / 'report.md'}")
     else:
         say.say(f"every run failed; see {Path(args.out) / 'report.md'}")
     return 0
@@ -207,6 +219,12 @@ def _add_bptt_options(q) -> None:
     q.add_argument("--t-avg", type=types.positive, default=100.0,
                    help="BPTT: moments averaged over the last t-avg ms")
     q.add_argument("--dt", type=types.positive, default=0.2, help="BPTT: time step (ms)")
+
+
+def _add_lbfgs_fraction(q) -> None:
+    q.add_argument("--lbfgs-fraction", type=types.fraction, default=LBFGS_FRACTION,
+                   help="corrected, hybrid: share of the budget of their first phase, L-BFGS on the closure "
+                        "(0 < f < 1; default: %(default)s)")
 
 
 def _verb(sub, common, name, func, help):
@@ -282,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=types.seed, default=0, help="seed of the method (>= 0)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out (an error if none)")
     t.add_argument("--no-check", action="store_true", help="skip the long-simulation score")
+    _add_lbfgs_fraction(t)
     _add_bptt_options(t)
 
     g = _verb(sub, common, "gsm", cmd_gsm,
@@ -306,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
                    + " (default: " + " ".join(f"{m}:{n}" for m, n in DEFAULT_RUNS) + ")")
     c.add_argument("--seeds", type=types.seed, nargs="+", default=[0], help="seeds, one run per method each")
     c.add_argument("--budget", type=types.positive, default=360.0, help="training budget per run (s)")
+    c.add_argument("--score-trials", type=types.count, default=64,
+                   help="trials per stimulus of the simulation every final network is scored by (>= 1)")
+    c.add_argument("--score-time", type=types.positive, default=2000.0,
+                   help="simulated time of each scoring trial (ms; the first 500 ms are burn-in)")
+    c.add_argument("--snapshots", type=types.nonnegative_int, default=7,
+                   help="networks kept per run at wall times budget * 2^-k (k = n-1 .. 0) and scored by "
+                        "simulation afterwards (32 trials x 1.5 s at most)")
+    _add_lbfgs_fraction(c)
     _add_bptt_options(c)
     return p
 

@@ -68,6 +68,10 @@ def _refused(argv, capsys):
     (["train", "--method", "bptt", "--seed", "-1"], "argument --seed: must be an integer >= 0"),
     (["compare", "--runs", "bptt:mlp"], "expected METHOD:NET"),
     (["compare", "--budget", "0"], "argument --budget: must be > 0"),
+    (["compare", "--lbfgs-fraction", "1"], "argument --lbfgs-fraction: must be strictly between 0 and 1"),
+    (["train", "--method", "hybrid", "--lbfgs-fraction", "0"], "argument --lbfgs-fraction: must be strictly between"),
+    (["compare", "--runs", "corrected:mlp"], "expected METHOD:NET"),
+    (["compare", "--snapshots", "-1"], "argument --snapshots: must be an integer >= 0"),
     (["validate", "--suite", "nope"], "invalid choice: 'nope'"),
 ])
 def test_bad_values_are_refused_by_the_parser(argv, expected, tmp_path, capsys, no_jax_work):

@@ -14,7 +14,7 @@ from typing import Tuple
 from .compare import METHODS, NETS
 from ..datasets import BUILTIN_TASKS
 
-__all__ = ["positive", "finite", "count", "nonnegative_int", "seed", "existing_file", "task_file", "task_spec",
+__all__ = ["positive", "finite", "fraction", "count", "nonnegative_int", "seed", "existing_file", "task_file", "task_spec",
            "run_spec", "out_folder"]
 
 #: Task names the command line accepts besides a path.
@@ -41,6 +41,14 @@ def positive(text: str) -> float:
     x = finite(text)
     if not x > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return x
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    x = finite(text)
+    if not 0.0 < x < 1.0:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
     return x
 
 

@@ -195,3 +195,20 @@ def test_train_verb_writes_result_and_resumes(tmp_path):
     assert main(args[:-4] + ["--steps", "5", "--max-time", "60", "--resume", "--no-check"]) == 0
     res2 = json.loads((out / "result.json").read_text())
     assert res2["trace"]["loss"][:3] == res["trace"]["loss"] and len(res2["trace"]["loss"]) == 5
+
+
+def test_compare_verb_prints_the_ranking(tmp_path, capsys):
+    path = tiny_task().save(tmp_path / "tiny.npz")
+    out = tmp_path / "cmp"
+    bptt = ["--n-trials", "16", "--t-max", "60", "--t-avg", "20", "--dt", "0.5"]  # SIM: compiled already
+    args = ["compare", "--task", path, "--out", str(out), "--runs", "hybrid:baseline15", "--budget", "5",
+            "--score-trials", "16", "--snapshots", "4"] + bptt
+    assert main(args + ["--score-time", "400"]) == 1  # not past the score's 500 ms burn-in
+    assert "--score-time must exceed the 500 ms burn-in" in capsys.readouterr().err
+    assert main(args + ["--score-time", "700"]) == 0
+    printed = capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    row = s["rows"][0]
+    assert f"hybrid_baseline15_seed0: simulated loss {row['simulated_loss']:.4g} +- " in printed
+    assert s["score_settings"] == dict(n_trials=16, t_max=700.0) and s["run_options"]["lbfgs_fraction"] == 0.4
+    assert row["wall_time_s"] < 5.0 + 60.0 and len(row["snapshots"]) >= 2
