@@ -39,9 +39,9 @@ validate: setup
 	$(BIN)/momentssn validate --suite all --out $(OUT)/validation
 
 # Training methods compared on the published task, every network judged by simulation
-# (about 45 minutes on 2 cores: 5 runs x 420 s of training, then the scoring; README).
+# (about 50 minutes on 2 cores: 5 runs x 480 s of training, then the scoring; README).
 COMPARE_RUNS ?= moments-lbfgs:baseline15 corrected:baseline15 hybrid:baseline15 bptt:ring growth:general
-COMPARE_BUDGET ?= 420
+COMPARE_BUDGET ?= 480
 compare: setup
 	$(BIN)/momentssn compare --task echeveste2020 --out $(OUT)/compare --budget $(COMPARE_BUDGET) \
 		--runs $(COMPARE_RUNS)

@@ -18,7 +18,8 @@ the published network), or about 40 BPTT steps (5 stimuli x 100 trials x 500 ms 
 0.2 ms: ~7 s a step).  The correction divides what is left among ``rounds`` refits
 after the simulations each round needs (their cost is measured once, on the L-BFGS
 result, before the rounds: round k simulates with seed ``seed + k``, and each new seed
-compiles anew).  Other splits were not measured: one full-size run of each method
+compiles anew), with fewer rounds if a refit would get less than ``MIN_REFIT_S`` (at least
+one round).  Other splits were not measured: one full-size run of each method
 takes 8 minutes of this 2-core machine.
 """
 
@@ -47,6 +48,8 @@ __all__ = ["LBFGS_FRACTION", "CORRECTION_ROUNDS", "HYBRID_LEARNING_RATE", "lbfgs
 LBFGS_FRACTION = 0.4
 #: Correction rounds of ``corrected`` (fewer if a round does not lower the simulated loss).
 CORRECTION_ROUNDS = 3
+#: Shortest refit worth a correction round (s): fewer rounds when the rest of the budget is short.
+MIN_REFIT_S = 10.0
 #: Adam step of ``hybrid``'s BPTT phase: a fine-tuning from a fit, smaller than
 #: ``train_bptt``'s default 1e-2 for a start from scratch.
 HYBRID_LEARNING_RATE = 3e-3
@@ -89,7 +92,8 @@ def corrected_phase(param, task, theta, trace, *, deadline, seed, steps, correct
                     task.target_cov, seed=seed, **correction._asdict())  # its cost, compilation included
     t_sim = time.perf_counter() - t_sim
     left = deadline - time.perf_counter()
-    refit = max((left - rounds * t_sim) / max(rounds, 1), 1.0)
+    rounds = max(1, min(rounds, int(left // (t_sim + MIN_REFIT_S))))  # those that fit (at least one)
+    refit = max((left - rounds * t_sim) / rounds, 1.0)
     t_start = time.perf_counter() - recorder.t0
     res = fit_corrected(param, task, theta, rounds=rounds, refit_time=refit, sim=correction, seed=seed,
                         fit_options=dict(max_iter=steps or 10_000), progress=progress)
