@@ -48,3 +48,11 @@ compare: setup
 
 clean:
 	rm -rf $(VENV) $(OUT) *.egg-info
+
+# Growth vs direct training of the General SSN on the natural-image task (README, "Natural
+# images"): 16x16 patches, M = 16 filters (N = 32 cells), 2 seeds, 240 s per run; ~40 min on 2 cores.
+.PHONY: natural-compare
+natural-compare: setup
+	$(BIN)/momentssn gsm --out $(OUT)/gsm16 --filters 16
+	$(BIN)/python -m momentssn.experiments.natural_training --task $(OUT)/gsm16/task.npz --out $(OUT)/natural \
+	  --seeds 0 1 --budget 240 --snapshots 3

@@ -28,7 +28,7 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from .._util import atomic_write_json, atomic_write_text
 from ..errors import UnstableNetworkError
 from ..growth.trainers import STAGE_TRAINERS, ClosureThenBPTT
 from ..params.base import get_parameterization
-from ..params.init import PaperInit, stable_paper_theta
+from ..params.init import stable_paper_theta
 from ..progress import Progress, ProgressFn, report
 from ..tasks import Task
 from .compare import compare_methods
@@ -52,16 +52,30 @@ DIRECT_METHODS = ("bptt", "moments-lbfgs")
 
 
 def initial_draws(task: Task, seeds: Sequence[int], max_draws: int = 100) -> dict:
-    """{seed: number of draws of the paper's start until one is closure-stable on the
-    task's stimuli (None if none in max_draws)} for the General network of ``task``."""
+    """{seed: (theta, draws)}: the first closure-stable draw of the paper's start for the
+    General network of ``task`` and how many draws it took ((None, None) if none in
+    max_draws)."""
     param = get_parameterization("general", m=task.n_exc)
     out = {}
     for seed in seeds:
         try:
-            out[int(seed)] = stable_paper_theta(param, task.inputs, int(seed), max_draws)[1]
+            out[int(seed)] = stable_paper_theta(param, task.inputs, int(seed), max_draws)
         except UnstableNetworkError:
-            out[int(seed)] = None
+            out[int(seed)] = (None, None)
     return out
+
+
+class _Drawn(NamedTuple):
+    """``init(param, seed)`` of the direct runs: the stable draws found beforehand
+    (the same as ``PaperInit(task.inputs)``, without drawing again)."""
+
+    drawn: dict
+
+    def __call__(self, param, seed):
+        theta = self.drawn[int(seed)][0]
+        if theta is None:
+            raise UnstableNetworkError(f"no closure-stable draw of the paper's start for seed {seed}")
+        return theta
 
 
 def _finite(x) -> bool:
@@ -147,10 +161,11 @@ def run_natural_training(
     t0 = time.perf_counter()
     progress = as_callback(progress)
     sim = dict(NATURAL_BPTT if sim is None else sim)
-    draws = initial_draws(task, seeds, max_draws)
+    drawn = initial_draws(task, seeds, max_draws)
+    draws = {seed: d for seed, (_, d) in drawn.items()}
     report(progress, Progress("natural", 0, message=f"draws of the paper's start until stable, per seed: {draws}"))
     runs = [("growth", "general")] + [(m, "general") for m in direct]
-    options = dict(init=PaperInit(np.asarray(task.inputs), max_draws), stage_train=stage_train)
+    options = dict(init=_Drawn(drawn), stage_train=stage_train)
     if n_snapshots is not None:
         options["n_snapshots"] = int(n_snapshots)
     summary = compare_methods(task, runs=runs, seeds=seeds, budget_s=budget_s, steps=steps, out=out, sim=sim,
@@ -178,13 +193,15 @@ def main(argv=None) -> int:
     p.add_argument("--stage-train", choices=sorted(STAGE_TRAINERS), default="closure+bptt",
                    help="growth's stage trainer")
     p.add_argument("--direct", nargs="*", default=list(DIRECT_METHODS), help="methods on the full network")
+    p.add_argument("--snapshots", type=int, default=None, help="networks scored along each run (default compare's)")
     args = p.parse_args(argv)
     if args.budget <= 0:
         p.error(f"--budget must be > 0, got {args.budget}")
     jax.config.update("jax_enable_x64", True)
     say = Printer()
     nat = run_natural_training(load_task(args.task), args.out, seeds=args.seeds, budget_s=args.budget,
-                               stage_train=STAGE_TRAINERS[args.stage_train], direct=args.direct, progress=say)
+                               stage_train=STAGE_TRAINERS[args.stage_train], direct=args.direct,
+                               n_snapshots=args.snapshots, progress=say)
     say.say(_markdown(nat))
     return 0
 

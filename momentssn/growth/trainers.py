@@ -23,7 +23,7 @@ share of the budget (s), ``sim`` the BPTT simulation settings (``n_trials``, ``t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from ..training.adam import TrainResult, train_bptt, train_moments_adam
 
@@ -95,7 +95,9 @@ class ClosureThenBPTT(NamedTuple):
                  resume=False) -> TrainResult:
         if not 0.0 < float(self.closure_fraction) < 1.0:
             raise ValueError(f"closure_fraction must lie in (0, 1), got {self.closure_fraction!r}")
-        sub = (lambda name: None) if checkpoint_dir is None else (lambda name: Path(checkpoint_dir) / name)  # noqa: E731
+        def sub(name):
+            return None if checkpoint_dir is None else Path(checkpoint_dir) / name
+
         t_closure = None if max_time is None else float(self.closure_fraction) * float(max_time)
         if resume and _has_files(sub("bptt")):
             return _bptt(param, task, theta, n_steps, seed, None if max_time is None else max_time - t_closure, sim,
