@@ -40,6 +40,7 @@ from .training.corrected import CorrectedFitResult, CorrectionRound, SimulationS
 from .training.fit import FitResult, fit
 from .growth.grow import GrowthResult, GrowthStage, grow
 from .growth.split import split_inputs, split_moments, split_neuron, split_noise_factor
+from .growth.trainers import BPTTStage, ClosureStage, ClosureThenBPTT
 from .losses.closure import ClosureScore, network_closure_loss, stationary_loss, transient_loss
 from .losses.moment import LossAux, LossWeights, loss_per_stimulus, moment_loss
 from .losses.simulated import SimulatedScore, simulated_loss, simulated_score
@@ -50,6 +51,7 @@ from .closure.nonlinearity import rate_expectations, rectified_moment
 from .training.lbfgs import JaxoptLBFGS, LBFGSResult, OptaxLBFGS, ScipyLBFGSB, minimize_lbfgs
 from .params.base import get_parameterization, parameterization_from_json, register_parameterization
 from .params.growing import Growing
+from .params.init import PaperInit, paper_theta, stable_paper_theta
 from .params.ring import Baseline15, General, Ring, echeveste_start, echeveste_theta
 from .closure.transient import propagate_moments
 from .simulation.integrators.etd2 import ExponentialTrapezoid
@@ -138,6 +140,12 @@ __all__ = [
     "Baseline15",
     "Ring",
     "General",
+    "paper_theta",
+    "stable_paper_theta",
+    "PaperInit",
+    "BPTTStage",
+    "ClosureStage",
+    "ClosureThenBPTT",
     "get_parameterization",
     "parameterization_from_json",
     "register_parameterization",
