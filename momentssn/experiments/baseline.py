@@ -9,8 +9,9 @@ by simulation:
    its iteration cap or time cap;
 2. **iterated closure correction** (``momentssn.fit_corrected``, the default; ``None``
    skips it): simulate the network, refit the closure to targets shifted by the
-   simulated-minus-closure discrepancy, while the simulated loss improves by more than
-   2 %, at most ``Correction.rounds`` times.  An L-BFGS fit on the closure alone settles
+   simulated-minus-closure discrepancy and take the first of the steps 1, 1/2, 1/4 along
+   the refit that lowers the simulated loss by more than 2 %, at most
+   ``Correction.rounds`` times.  An L-BFGS fit on the closure alone settles
    where the Gaussian closure is wrong (near threshold): on the published task its
    simulated loss is ~1.5x the published network's, the corrected fit's ~0.45x;
 3. **score**: the simulated loss (eq. 7, ``simulated_score``, Monte Carlo SE by
@@ -54,15 +55,17 @@ class Correction(NamedTuple):
     """The correction stage of :func:`fit_baseline` (``momentssn.fit_corrected``).
 
     rounds: refits at most; refit_time: each refit's L-BFGS time cap (s);
-    sim: how each round simulates; seed: round k's noise seed is ``seed + k``;
-    rtol: stop when a round lowers the simulated loss by less than this (relative).
+    sim: how each round simulates; seed: the correction's noise seed;
+    rtol: stop when no step lowers the simulated loss by more than this (relative);
+    steps: fractions of each refit's step tried in turn.
     """
 
     rounds: int = 3
-    refit_time: float = 60.0
+    refit_time: Optional[float] = 60.0
     sim: SimulationSettings = SimulationSettings()
     seed: int = 1000
     rtol: float = 0.02
+    steps: tuple = (1.0, 0.5, 0.25)
 
 
 class BaselineRun(NamedTuple):
@@ -154,8 +157,8 @@ def fit_baseline(task: Task, out, *, task_label: str = "", method: str = "jaxopt
     param = get_parameterization("baseline15", m=int(task.n_exc))
     out.mkdir(parents=True, exist_ok=True)
     starts = "1 start" if restarts == 0 else f"{restarts + 1} starts (the first, then random restarts)"
-    plan = "closure fit only" if correction is None else (
-        f"then up to {correction.rounds} correction rounds of {correction.refit_time:.0f} s")
+    cap = "" if correction is None or correction.refit_time is None else f" of {correction.refit_time:.0f} s"
+    plan = "closure fit only" if correction is None else f"then up to {correction.rounds} correction rounds{cap}"
     report(progress, Progress("fit-baseline", 0, message=(
         f"{f'resuming from the checkpoints in {out}: ' if resume else ''}fitting Baseline15 to task '{task.name}' "
         f"({task.inputs.shape[0]} stimuli): L-BFGS ({method}) on the closure, {starts}, at most {max_iter} "
@@ -170,7 +173,7 @@ def fit_baseline(task: Task, out, *, task_label: str = "", method: str = "jaxopt
     if correction is not None:
         cdir = out / "correction"
         cor = fit_corrected(param, task, res.theta, rounds=correction.rounds, refit_time=correction.refit_time,
-                            sim=correction.sim, seed=correction.seed, rtol=correction.rtol,
+                            sim=correction.sim, seed=correction.seed, rtol=correction.rtol, steps=correction.steps,
                             fit_options=dict(method=method, loss=loss, max_iter=max_iter), checkpoint_dir=cdir,
                             resume=resume and ckpt.exists(cdir), progress=progress)
         theta = np.asarray(cor.theta)

@@ -54,9 +54,8 @@ def _loss_curve_figure(history, correction=None, scores=None):
     if correction is not None:
         ax1 = ax[0, 1]
         k = [r.round for r in correction.rounds]
-        ax1.semilogy(k, [r.simulated_loss for r in correction.rounds], "o-", label="simulated (round seed)")
+        ax1.semilogy(k, [r.simulated_loss for r in correction.rounds], "o-", label="simulated (correction's seed)")
         ax1.semilogy(k, [r.closure_loss for r in correction.rounds], "s--", label="closure")
-        ax1.axvline(correction.best_round, color="0.6", lw=0.8, ls=":")
         pub = (scores or {}).get("networks", {}).get("published network")
         if pub is not None and np.isfinite(pub["simulated_loss"] or np.nan):
             v, se = pub["simulated_loss"], pub["simulated_loss_se"] or 0.0
