@@ -101,7 +101,7 @@ def cmd_validate(args, say: Printer) -> int:
 
 def cmd_fit_baseline(args, say: Printer) -> int:
     """Fit the 15-parameter baseline; result.json, checkpoint and figures in --out."""
-    correction = None if args.fit == "closure" else Correction(rounds=args.rounds, refit_time=args.refit_time)
+    correction = None if args.fit == "closure" else Correction(rounds=args.rounds, refit_iters=args.refit_iters, refit_time=args.refit_time)
     run = fit_baseline(get_task(args.task), args.out, task_label=str(args.task), method=args.method,
                        restarts=args.restarts, max_iter=args.max_iter, max_time=args.max_time, seed=args.seed,
                        loss=args.loss, correction=correction, resume=args.resume, check=not args.no_check,
@@ -271,15 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     f.add_argument("--rounds", type=types.count, default=Correction().rounds,
                    help="correction rounds at most (default: %(default)s)")
+    f.add_argument("--refit-iters", type=types.count, default=Correction().refit_iters,
+                   help="L-BFGS iterations of each correction refit at most (default: %(default)s)")
     f.add_argument("--refit-time", type=types.positive, default=Correction().refit_time,
                    help="time cap of each correction refit in seconds (default: %(default)s)")
     f.add_argument("--method", default="jaxopt", choices=("jaxopt", "optax", "scipy"),
                    help="L-BFGS backend (default: %(default)s)")
     f.add_argument("--restarts", type=types.nonnegative_int, default=0,
                    help="random restarts of the closure fit besides the default start (default: %(default)s)")
-    f.add_argument("--max-iter", type=types.count, default=300,
+    f.add_argument("--max-iter", type=types.count, default=200,
                    help="L-BFGS iterations per start (>= 1; default: %(default)s)")
-    f.add_argument("--max-time", type=types.positive, default=150.0,
+    f.add_argument("--max-time", type=types.positive, default=240.0,
                    help="time cap of the closure fit in seconds (all starts; compilation included, checked "
                         "between iterations; default: %(default)s)")
     f.add_argument("--seed", type=types.seed, default=0, help="seed of the random restarts (>= 0)")

@@ -54,14 +54,17 @@ __all__ = ["fit_baseline", "BaselineRun", "Correction", "stop_reason"]
 class Correction(NamedTuple):
     """The correction stage of :func:`fit_baseline` (``momentssn.fit_corrected``).
 
-    rounds: refits at most; refit_time: each refit's L-BFGS time cap (s);
+    rounds: refits at most; refit_iters, refit_time: each refit's L-BFGS iteration cap
+    and time cap (s; a safety net: the iteration cap makes the result independent of the
+    machine's speed);
     sim: how each round simulates; seed: the correction's noise seed;
     rtol: stop when no step lowers the simulated loss by more than this (relative);
     steps: fractions of each refit's step tried in turn.
     """
 
     rounds: int = 3
-    refit_time: Optional[float] = 60.0
+    refit_iters: int = 100
+    refit_time: Optional[float] = 120.0
     sim: SimulationSettings = SimulationSettings()
     seed: int = 1000
     rtol: float = 0.02
@@ -134,7 +137,7 @@ def _result(task_label: str, loss_kind: str, res: FitResult, cor: Optional[Corre
 
 
 def fit_baseline(task: Task, out, *, task_label: str = "", method: str = "jaxopt", restarts: int = 0,
-                 max_iter: int = 300, max_time: float = 150.0, seed: int = 0, loss: str = "stationary",
+                 max_iter: int = 200, max_time: float = 240.0, seed: int = 0, loss: str = "stationary",
                  correction: Optional[Correction] = Correction(),
                  score: SimulationSettings = SimulationSettings(), score_seed: int = 777,
                  resume: bool = False, check: bool = True, progress: Optional[ProgressFn] = None) -> BaselineRun:
@@ -157,8 +160,9 @@ def fit_baseline(task: Task, out, *, task_label: str = "", method: str = "jaxopt
     param = get_parameterization("baseline15", m=int(task.n_exc))
     out.mkdir(parents=True, exist_ok=True)
     starts = "1 start" if restarts == 0 else f"{restarts + 1} starts (the first, then random restarts)"
-    cap = "" if correction is None or correction.refit_time is None else f" of {correction.refit_time:.0f} s"
-    plan = "closure fit only" if correction is None else f"then up to {correction.rounds} correction rounds{cap}"
+    cap = "" if correction is None or correction.refit_time is None else f", time cap {correction.refit_time:.0f} s"
+    plan = "closure fit only" if correction is None else (
+        f"then up to {correction.rounds} correction rounds (refits of at most {correction.refit_iters} iterations{cap})")
     report(progress, Progress("fit-baseline", 0, message=(
         f"{f'resuming from the checkpoints in {out}: ' if resume else ''}fitting Baseline15 to task '{task.name}' "
         f"({task.inputs.shape[0]} stimuli): L-BFGS ({method}) on the closure, {starts}, at most {max_iter} "
@@ -174,7 +178,7 @@ def fit_baseline(task: Task, out, *, task_label: str = "", method: str = "jaxopt
         cdir = out / "correction"
         cor = fit_corrected(param, task, res.theta, rounds=correction.rounds, refit_time=correction.refit_time,
                             sim=correction.sim, seed=correction.seed, rtol=correction.rtol, steps=correction.steps,
-                            fit_options=dict(method=method, loss=loss, max_iter=max_iter), checkpoint_dir=cdir,
+                            fit_options=dict(method=method, loss=loss, max_iter=correction.refit_iters), checkpoint_dir=cdir,
                             resume=resume and ckpt.exists(cdir), progress=progress)
         theta = np.asarray(cor.theta)
         report(progress, Progress("correction", cor.best_round, elapsed_s=cor.wall_time_s,
