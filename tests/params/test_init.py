@@ -9,16 +9,16 @@ from momentssn.params.init import PaperInit, paper_params, paper_theta, stable_p
 
 
 def test_paper_start_statistics_and_noise_closed_form():
-    param = ms.get_parameterization("general", m=100)  # N = 200: 40,000 weights
+    param = ms.get_parameterization("general", m=50)  # N = 100: 10,000 weights
     N = param.N
     net = param.network(paper_theta(param, seed=3))
     W = np.asarray(net.W)
     # Dale: E columns >= 0, I columns <= 0
-    assert np.all(W[:, :100] > 0) and np.all(W[:, 100:] < 0)
-    # |W| half-normal of N(0, 1/N): mean sqrt(2 / (pi N)), second moment 1/N (SE ~ 0.5 %)
+    assert np.all(W[:, :50] > 0) and np.all(W[:, 50:] < 0)
+    # |W| half-normal of N(0, 1/N): mean sqrt(2 / (pi N)) (SE 0.75 %), second moment 1/N (SE 1.4 %)
     a = np.abs(W)
-    assert abs(a.mean() / np.sqrt(2.0 / (np.pi * N)) - 1.0) < 0.02
-    assert abs((a**2).mean() * N - 1.0) < 0.03
+    assert abs(a.mean() / np.sqrt(2.0 / (np.pi * N)) - 1.0) < 0.03
+    assert abs((a**2).mean() * N - 1.0) < 0.05
     # Sigma_eta = L L^T, L = 0.9 I + 0.1 11^T: 0.81 I + (0.18 + 0.01 N) 11^T
     expect = 0.81 * np.eye(N) + (0.18 + 0.01 * N) * np.ones((N, N))
     np.testing.assert_allclose(np.asarray(net.noise_cov), expect, rtol=1e-12)
@@ -66,8 +66,8 @@ def test_stable_draw_is_the_first_stable_one():
     """Redraws stop at the first draw whose fixed points are all stable (checked by numpy
     eigenvalues of the Jacobian at the closure's fixed point); the draws before it have
     no stable fixed point for some stimulus."""
-    param = ms.get_parameterization("general", m=2)
-    h_raw = np.array([[0.0, 0.5, 0.0, 0.5], [1.5, 0.2, 1.5, 0.2]])
+    param = ms.get_parameterization("general", m=3)  # N = 6, 2 stimuli: the shapes of tests/growth
+    h_raw = np.array([[0.0, 0.5, 1.0, 0.0, 0.5, 1.0], [1.5, 0.2, 0.8, 1.5, 0.2, 0.8]])
     counts = []
     for seed in range(4):
         theta, draws = stable_paper_theta(param, h_raw, seed)
