@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L-BFGS backend (default: %(default)s)")
     f.add_argument("--restarts", type=types.nonnegative_int, default=0,
                    help="random restarts of the closure fit besides the default start (default: %(default)s)")
-    f.add_argument("--max-iter", type=types.count, default=200,
+    f.add_argument("--max-iter", type=types.count, default=100,
                    help="L-BFGS iterations per start (>= 1; default: %(default)s)")
     f.add_argument("--max-time", type=types.positive, default=240.0,
                    help="time cap of the closure fit in seconds (all starts; compilation included, checked "

@@ -63,7 +63,7 @@ class Correction(NamedTuple):
     """
 
     rounds: int = 3
-    refit_iters: int = 100
+    refit_iters: int = 60
     refit_time: Optional[float] = 120.0
     sim: SimulationSettings = SimulationSettings()
     seed: int = 1000
@@ -137,7 +137,7 @@ def _result(task_label: str, loss_kind: str, res: FitResult, cor: Optional[Corre
 
 
 def fit_baseline(task: Task, out, *, task_label: str = "", method: str = "jaxopt", restarts: int = 0,
-                 max_iter: int = 200, max_time: float = 240.0, seed: int = 0, loss: str = "stationary",
+                 max_iter: int = 100, max_time: float = 240.0, seed: int = 0, loss: str = "stationary",
                  correction: Optional[Correction] = Correction(),
                  score: SimulationSettings = SimulationSettings(), score_seed: int = 777,
                  resume: bool = False, check: bool = True, progress: Optional[ProgressFn] = None) -> BaselineRun:
