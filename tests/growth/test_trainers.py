@@ -8,7 +8,7 @@ import pytest
 import momentssn as ms
 from momentssn.growth.grow import stable_initial_theta
 from momentssn.growth.schedule import subtask
-from momentssn.growth.trainers import STAGE_TRAINERS, BPTTStage, ClosureStage, ClosureThenBPTT
+from momentssn.growth.trainers import STAGE_TRAINERS, BPTTStage, ClosureStage, ClosureThenBPTT, closure_stable
 
 SIM = dict(n_trials=4, t_max=20.0, t_avg=10.0, dt=0.5)  # as test_grow's BPTT stage (shared compilation)
 
@@ -51,3 +51,16 @@ def test_closure_fraction_is_checked(stage):
     param, theta, sub = stage
     with pytest.raises(ValueError, match="closure_fraction"):
         ClosureThenBPTT(closure_fraction=1.0)(param, sub, theta, 1, 0, sim=SIM, max_time=1.0)
+
+
+def test_closure_then_bptt_skips_the_closure_where_it_is_unstable(stage):
+    """A start without a stable closure fixed point (E -> E weights x 30) goes straight
+    to BPTT: the same result as BPTT alone."""
+    param, theta, sub = stage
+    parts = param.theta_parts(theta)
+    hot = param.theta_from_parts(dict(parts, w_abs=parts["w_abs"].at[0, 0].add(np.log(30.0))))
+    assert closure_stable(param, sub, theta) and not closure_stable(param, sub, hot)
+    res = ClosureThenBPTT()(param, sub, hot, 2, 0, sim=SIM)
+    alone = BPTTStage()(param, sub, hot, 2, 0, sim=SIM)
+    assert res.steps == 2
+    np.testing.assert_array_equal(res.theta, alone.theta)
