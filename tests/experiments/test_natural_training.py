@@ -5,14 +5,15 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import momentssn as ms
 from momentssn.experiments.natural_images import run_gsm
-from momentssn.experiments.natural_training import run_natural_training
+from momentssn.experiments.natural_training import latents_rescaled, run_natural_training
 from momentssn.growth.trainers import BPTTStage
 from momentssn.params.growing import Growing
 from momentssn.params.init import stable_paper_theta
-from momentssn.tasks import load_task
+from momentssn.tasks import load_task, natural_image_task
 
 SIM = dict(n_trials=8, t_max=60.0, t_avg=20.0, dt=0.5)  # BPTT of the tiny runs
 SCORE = dict(n_trials=16, t_max=400.0, burn_in=100.0, dt=0.5)
@@ -51,3 +52,26 @@ def test_natural_image_path_growth_and_direct_training(tmp_path):
     assert row["iterations"] == 3 * STEPS  # stages (1, 1), (2, 2), (4, 4)
     grown = np.load(out / "runs" / "growth_general_seed0" / "theta.npy")
     assert grown.shape == (Growing(n_e=4, n_i=4, d_noise=8).size,) and np.all(np.isfinite(grown))
+
+
+def test_rescaled_latents_are_the_same_gsm_in_other_units():
+    """latents_rescaled(task) has the targets of the GSM (A / s, s^2 C): the posterior of
+    y' = s y (an independent computation by the GSM's quadrature)."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(9, 3))
+    B = rng.normal(size=(3, 3))
+    C = 20.0 * (B @ B.T + np.eye(3))
+    gsm = ms.GSM(A, C, sigma_x=0.5, alpha=2.0, beta=2.0)
+    patches = rng.normal(size=(2, 9))
+    task = natural_image_task(gsm, patches, contrasts=(0.0, 1.0, 2.0))
+    scaled = latents_rescaled(task, 2.0)
+    zero = task.contrasts == 0
+    assert np.median(np.diagonal(scaled.target_cov[zero], axis1=1, axis2=2)) == pytest.approx(2.0, rel=1e-12)
+    s = np.sqrt(scaled.target_cov[0, 0, 0] / task.target_cov[0, 0, 0])
+    other = natural_image_task(ms.GSM(A / s, s**2 * C, sigma_x=0.5, alpha=2.0, beta=2.0), patches,
+                               contrasts=(0.0, 1.0, 2.0))
+    np.testing.assert_allclose(scaled.target_mean, other.target_mean, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(scaled.target_cov, other.target_cov, rtol=1e-8, atol=1e-12)
+    np.testing.assert_array_equal(scaled.inputs, task.inputs)  # kept: the input map absorbs 1 / s
+    with pytest.raises(ValueError, match="variance"):
+        latents_rescaled(task, 0.0)
