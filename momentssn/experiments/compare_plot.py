@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .plotting import new_figure
 
@@ -39,7 +40,12 @@ def simulated_loss_figure(results, reference=None):
         if np.isfinite(reference.loss_se):
             ax.axhspan(reference.loss - reference.loss_se, reference.loss + reference.loss_se, color="k",
                        alpha=0.1, lw=0)
-    ax.set(xscale="log", yscale="log", xlabel="wall time of training (s)",
+    ax.set(xscale="log", yscale="log")
+    lo, hi = ax.get_xlim()  # plain seconds at 1-2-5 steps, not 3x10^1
+    ax.set_xticks([t for t in np.outer(10.0 ** np.arange(-2, 6), (1, 2, 5)).ravel() if lo <= t <= hi])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set(xlabel="wall time of training (s)",
            ylabel="simulated loss (eq. 7, simulated moments)",
            title="every method judged by simulation (squares: final networks; bars: Monte Carlo SE)")
     ax.title.set_fontsize(8)
