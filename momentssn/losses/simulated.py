@@ -21,6 +21,7 @@ import numpy as np
 from .._util import require_x64
 from ..moments import Moments
 from ..simulation.integrators.registry import get_integrator
+from ..simulation.noise import base_key
 from ..simulation.simulate import simulate
 from ..simulation.step_size import warn_step_size
 from ._args import check_int, check_positive
@@ -224,12 +225,13 @@ class SimulatedScore(NamedTuple):
     dt: float = float("nan")
 
 
-@functools.partial(jax.jit, static_argnames=("t_max", "dt", "n_trials", "seed", "burn_in", "substeps"))
-def _long_run(net, h, *, t_max, dt, n_trials, seed, burn_in, substeps=1):
-    """(pooled Moments, group Moments, group sample counts, n_diverged) of ``ms.simulate``;
-    under ``jit`` a simulation in which every trial of a stimulus diverged reports it in
-    ``n_diverged`` instead of raising."""
-    sim = simulate(net, h, t_max, dt, n_trials, seed, burn_in=burn_in, noise_substeps=substeps)
+@functools.partial(jax.jit, static_argnames=("t_max", "dt", "n_trials", "burn_in", "substeps"))
+def _long_run(net, h, key, *, t_max, dt, n_trials, burn_in, substeps=1):
+    """(pooled Moments, group Moments, group sample counts, n_diverged) of ``ms.simulate``
+    with the typed PRNG key ``key`` (an argument, not a constant: a new seed reuses the
+    compiled run); under ``jit`` a simulation in which every trial of a stimulus diverged
+    reports it in ``n_diverged`` instead of raising."""
+    sim = simulate(net, h, t_max, dt, n_trials, key, burn_in=burn_in, noise_substeps=substeps)
     return sim.moments, sim.group_moments, sim.group_n_samples, sim.n_diverged
 
 
@@ -306,9 +308,9 @@ def simulated_score(
     warn_step_size(net, float(dt), get_integrator(None), timescale_ms)  # eagerly: the run is jitted
     target_mean = np.asarray(target_mean, np.float64)
     M = target_mean.shape[1]
-    kw = dict(t_max=float(t_max), n_trials=int(n_trials), seed=int(seed), burn_in=float(burn_in))
-    h = jnp.asarray(inputs)
-    moments, groups, group_n, n_div = _long_run(net, h, dt=float(dt), substeps=2 if step_check else 1, **kw)
+    kw = dict(t_max=float(t_max), n_trials=int(n_trials), burn_in=float(burn_in))
+    h, key = jnp.asarray(inputs), base_key(int(seed))  # the key simulate makes of the int seed
+    moments, groups, group_n, n_div = _long_run(net, h, key, dt=float(dt), substeps=2 if step_check else 1, **kw)
     mean, cov = _target_moments(moments.mean, moments.cov, M)
     per = _losses(mean, cov, target_mean, target_cov, weights)
     loss = float(np.mean(per))
@@ -316,7 +318,7 @@ def simulated_score(
     se = jackknife_loss_se(gm, gc, group_n, target_mean, target_cov, weights) if np.isfinite(loss) else float("nan")
     step = None
     if step_check:
-        fine = _long_run(net, h, dt=float(dt) / 2, substeps=1, **kw)[0]
+        fine = _long_run(net, h, key, dt=float(dt) / 2, substeps=1, **kw)[0]
         loss_fine = float(np.mean(_losses(*_target_moments(fine.mean, fine.cov, M), target_mean, target_cov,
                                           weights)))
         p = get_integrator(None).order
