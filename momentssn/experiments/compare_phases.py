@@ -17,9 +17,9 @@ of refit the correction was measured with (README: three 90 s rounds reached 0.4
 the published network), or about 40 BPTT steps (5 stimuli x 100 trials x 500 ms at
 0.2 ms: ~7 s a step).  The correction divides what is left among ``rounds`` refits
 after the simulations each round needs (their cost is measured once, on the L-BFGS
-result, before the rounds: round k simulates with seed ``seed + k``, and each new seed
-compiles anew), with fewer rounds if a refit would get less than ``MIN_REFIT_S`` (at least
-one round).  Other splits were not measured: one full-size run of each method
+result, before the rounds; a round simulates one to three candidates, the steps 1, 1/2,
+1/4 along its refit, all with the same noise seed, so the estimate is a lower bound),
+with fewer rounds if a refit would get less than ``MIN_REFIT_S`` (at least one round).  Other splits were not measured: one full-size run of each method
 takes 8 minutes of this 2-core machine.
 """
 
