@@ -22,8 +22,8 @@ share of the budget (s), ``sim`` the BPTT simulation settings (``n_trials``, ``t
   the Gaussian closure does not); a stage that starts there is BPTT only, since every
   closure step would be rejected.
 
-Measured on the natural-image task at 8 x 8 patches, M = 4 (N = 8 cells, 15 stimuli),
-60 s per growth run, BPTT 32 trials x 300 ms at dt = 0.5 ms (a 2-core machine shared
+Measured on the natural-image task at 8 x 8 patches, M = 4 (N = 8 cells, 15 stimuli;
+targets not rescaled, before the skip above existed), 60 s per growth run, BPTT 32 trials x 300 ms at dt = 0.5 ms (a 2-core machine shared
 with other jobs; simulated loss of the final network, 64 trials x 2 s): closure then BPTT
 0.074, 0.074, 0.084, 0.076, 0.075 (5 runs); BPTT stages 0.135, 0.058, 0.133, 0.098, 0.109;
 closure stages 0.114, 0.116, 0.143, 0.116, 0.120.  Closure then BPTT is the default of
