@@ -133,7 +133,10 @@ def test_compare_snapshots_are_scored_in_wall_time_order(compared):
     # every run passes scheduled times (0.23 s, 0.47 s, ...) before it stops (final network
     # included: >= 2 points); corrected keeps each correction round's network
     rows = {row["method"]: row for row in s["rows"]}
-    assert all(len(row["snapshots"]) >= 2 for row in s["rows"])
+    # (growth keeps snapshots in its last stage only, which may end before the next
+    # scheduled time: on a loaded machine it can have the final network alone)
+    short = [(row["tag"], len(row["snapshots"])) for row in s["rows"] if len(row["snapshots"]) < 2]
+    assert all(tag.startswith("growth") for tag, _ in short), short
     n_rounds = rows["corrected"]["iterations"] - 5
     assert len(rows["corrected"]["snapshots"]) >= n_rounds + 1
 
