@@ -135,8 +135,11 @@ def test_compare_snapshots_are_scored_in_wall_time_order(compared):
     rows = {row["method"]: row for row in s["rows"]}
     # (growth keeps snapshots in its last stage only, which may end before the next
     # scheduled time: on a loaded machine it can have the final network alone)
-    short = [(row["tag"], len(row["snapshots"])) for row in s["rows"] if len(row["snapshots"]) < 2]
-    assert all(tag.startswith("growth") for tag, _ in short), short
+    # (a run reusing compiled code can end before the first scheduled time, 0.23 s: only
+    # runs that outlast the second one, 0.47 s, must have passed the first)
+    short = [(row["tag"], len(row["snapshots"]), row["wall_time_s"]) for row in s["rows"]
+             if len(row["snapshots"]) < 2 and row["wall_time_s"] > 2 * 120.0 / 2**9]
+    assert all(tag.startswith("growth") for tag, _, _ in short), short
     n_rounds = rows["corrected"]["iterations"] - 5
     assert len(rows["corrected"]["snapshots"]) >= n_rounds + 1
 
