@@ -37,14 +37,12 @@ import numpy as np
 
 from .._util import atomic_write_json
 from ..datasets import ECHEVESTE2020_PARAMS
-from ..losses.closure import network_closure_loss
-from ..losses.simulated import simulated_score
 from ..params.base import get_parameterization
 from ..params.ring import echeveste_theta
 from ..progress import Progress, ProgressFn, report
 from ..tasks import Task
 from ..training import checkpoint as ckpt
-from ..training.corrected import CorrectedFitResult, SimulationSettings, fit_corrected
+from ..training.corrected import CorrectedFitResult, SimulationSettings, fit_corrected, score_both
 from ..training.fit import FitResult, fit
 from .report import baseline_report
 
@@ -99,11 +97,7 @@ def _score_networks(param, task, thetas: dict, sim: SimulationSettings, seed: in
     """Simulated (with Monte Carlo SE) and closure losses of named networks, same noise."""
     out = {}
     for name, theta in thetas.items():
-        theta = jnp.asarray(theta)
-        net, h = param.network(theta), param.inputs(theta, jnp.asarray(task.inputs, theta.dtype))
-        sc = simulated_score(net, h, task.target_mean, task.target_cov, n_trials=sim.n_trials, t_max=sim.t_max,
-                             burn_in=sim.burn_in, dt=sim.dt, seed=seed)
-        clos = network_closure_loss(net, h, task.target_mean, task.target_cov)
+        clos, sc = score_both(param, theta, task, sim, seed)
         out[name] = dict(simulated_loss=sc.loss, simulated_loss_se=sc.loss_se, closure_loss=clos.loss,
                          simulated_loss_per_stimulus=np.asarray(sc.loss_per_stimulus).tolist())
         report(progress, Progress("score", 0, message=f"{name:>18}: simulated loss {sc.loss:.4g} +- "

@@ -43,7 +43,7 @@ from .fit import FitResult, fit
 
 _KIND = "corrected"
 
-__all__ = ["SimulationSettings", "CorrectionRound", "CorrectedFitResult", "fit_corrected", "shifted_task"]
+__all__ = ["SimulationSettings", "CorrectionRound", "CorrectedFitResult", "fit_corrected", "shifted_task", "score_both"]
 
 
 class SimulationSettings(NamedTuple):
@@ -100,8 +100,9 @@ def shifted_task(task, sim_mean, sim_cov, clos_mean, clos_cov):
                         target_cov=np.asarray(task.target_cov) - d_cov)
 
 
-def _score(param, theta, task, sim: SimulationSettings, seed: int, weights: LossWeights):
-    """(closure score, simulated score) of ``param.network(theta)`` on ``task``."""
+def score_both(param, theta, task, sim: SimulationSettings, seed: int, weights: LossWeights = LossWeights()):
+    """(closure score, simulated score) of ``param.network(theta)`` on ``task``: eq. 7 of its
+    stationary closure moments and of its simulated moments (``sim``, noise ``seed``)."""
     theta = jnp.asarray(theta)
     net = param.network(theta)
     h = param.inputs(theta, jnp.asarray(task.inputs, theta.dtype))
@@ -176,7 +177,7 @@ def fit_corrected(
     clock = lambda: elapsed0 + time.perf_counter() - t0  # noqa: E731
 
     def score(k, theta, step):
-        clos, simd = _score(param, theta, task, sim, seed, weights)
+        clos, simd = score_both(param, theta, task, sim, seed, weights)
         report(progress, Progress("correction", k, rounds, simd.loss, clock(),
                                   f"step {step:g}: closure {clos.loss:.4g}  simulated {simd.loss:.4g}"))
         M = np.shape(task.target_mean)[-1]
