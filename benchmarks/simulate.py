@@ -237,6 +237,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="contrast 0 only, no diffrax")
+    ap.add_argument("--no-diffrax", action="store_true", help="both contrasts, no diffrax (minutes, not ~20)")
     args = ap.parse_args(argv)
     net, H, contrasts = published()
     idx = [0] if args.quick else [0, len(contrasts) - 1]
@@ -271,7 +272,7 @@ def main(argv=None):
               f"numpy {t_np:.3f} s wall / {c_np:.3f} s CPU: CPU-time ratio {c_np / c_new:.2f}")
         rows["numpy loop of heun"] = (dt_new, float("nan"), t_np)
 
-        if not args.quick:
+        if not (args.quick or args.no_diffrax):
             run_dx = make_diffrax(net, h)
             prev, dt_dx, err_dx = None, None, None
             for dt in (1.0, 0.5, 0.25):  # (dt = 2 ms: 4% off, measured; each ShARK run takes minutes)

@@ -69,7 +69,7 @@ from .closure.stationary import (
     stationary_moments,
     stationary_solve,
 )
-from .tasks import Task, default_task, get_task, load_task
+from .tasks import Task, default_task, get_task, latents_rescaled, load_task
 from .training.adam import AdamSettings, TrainResult, adam_train, train_bptt, train_moments_adam
 from .io import Loaded, load
 from . import datasets
@@ -125,6 +125,7 @@ __all__ = [
     "ZPosterior",
     "Task",
     "default_task",
+    "latents_rescaled",
     "get_task",
     "load_task",
     "fit",

@@ -36,6 +36,8 @@ from .experiments.compare_phases import LBFGS_FRACTION
 from .experiments.console import Printer
 from .experiments.natural_images import run_gsm
 from .experiments.plotting import new_figure, save
+from .growth.trainers import STAGE_TRAINERS
+from .params.init import PaperInit
 from .losses.simulated import simulated_score
 from .model import SSN
 from .closure.stationary import stationary_moments
@@ -154,9 +156,9 @@ def cmd_train(args, say: Printer) -> int:
     task = get_task(args.task)
     net = args.net or ("general" if args.method == "growth" else "baseline15")
     say.say(f"training '{net}' by {args.method} on task '{task.name}' for up to {args.max_time:.0f} s")
+    opts = _run_options(args, task, [] if args.method == "growth" else [net])
     run = train_run(args.method, net, task, budget_s=args.max_time, seed=args.seed, steps=args.steps,
-                    sim=_bptt_settings(args), out=out, resume=args.resume, progress=say,
-                    lbfgs_fraction=args.lbfgs_fraction)
+                    sim=_bptt_settings(args), out=out, resume=args.resume, progress=say, **opts)
     result = dict(method=run.method, net=run.net_kind, seed=run.seed, task=str(args.task), failed=run.failed,
                   failure=run.failure, wall_time_s=run.wall_time_s, loss_kind=run.loss_kind, trace=run.trace,
                   params=run.params)
@@ -184,10 +186,12 @@ def cmd_compare(args, say: Printer) -> int:
     """Several training methods on the same task, seeds and budget; report.md in --out."""
     if args.score_time <= 500.0:
         raise ValueError(f"--score-time must exceed the 500 ms burn-in of the score, got {args.score_time:g} ms")
-    summary = compare_methods(get_task(args.task), runs=args.runs, seeds=args.seeds, budget_s=args.budget,
+    task = get_task(args.task)
+    opts = _run_options(args, task, [n for m, n in args.runs if m != "growth"])
+    summary = compare_methods(task, runs=args.runs, seeds=args.seeds, budget_s=args.budget,
                               out=args.out, sim=_bptt_settings(args), progress=say,
                               score=dict(n_trials=args.score_trials, t_max=args.score_time),
-                              run_options=dict(lbfgs_fraction=args.lbfgs_fraction, n_snapshots=args.snapshots))
+                              run_options=dict(opts, n_snapshots=args.snapshots))
     w, ref = summary["winner"], summary["reference"]
     if w:
         for row in summary["rows"]:
@@ -225,6 +229,30 @@ def _add_lbfgs_fraction(q) -> None:
     q.add_argument("--lbfgs-fraction", type=types.fraction, default=LBFGS_FRACTION,
                    help="corrected, hybrid: share of the budget of their first phase, L-BFGS on the closure "
                         "(0 < f < 1; default: %(default)s)")
+
+
+def _add_start_options(q) -> None:
+    q.add_argument("--init", default="default", choices=("default", "paper"),
+                   help="start of the fixed-size methods: the parameterization's default, or 'paper': the growth "
+                        "paper's random start (W ~ N(0, 1/N) with Dale's signs, noise factor 0.9 I + 0.1 11^T), "
+                        "redrawn until the closure is stable at every stimulus; general network only")
+    q.add_argument("--stage-trainer", default="bptt", choices=tuple(STAGE_TRAINERS),
+                   help="growth: how each stage is trained (BPTT, L-BFGS on the closure, or the closure then "
+                        "BPTT; default: %(default)s)")
+
+
+def _run_options(args, task, nets) -> dict:
+    """``init`` and ``stage_train`` of ``train_run`` from --init / --stage-trainer; ``nets``:
+    the networks of the fixed-size runs (the paper's start exists for 'general' only)."""
+    # 'bptt' is train_run's own growth (None), which also keeps snapshots of the last stage
+    stage = None if args.stage_trainer == "bptt" else STAGE_TRAINERS[args.stage_trainer]
+    opts = dict(lbfgs_fraction=args.lbfgs_fraction, stage_train=stage)
+    if args.init == "paper":
+        other = sorted(set(nets) - {"general"})
+        if other:
+            raise ValueError(f"--init paper is the start of the general network, not of {', '.join(other)}")
+        opts["init"] = PaperInit(h_raw=np.asarray(task.inputs))
+    return opts
 
 
 def _verb(sub, common, name, func, help):
@@ -303,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out (an error if none)")
     t.add_argument("--no-check", action="store_true", help="skip the long-simulation score")
     _add_lbfgs_fraction(t)
+    _add_start_options(t)
     _add_bptt_options(t)
 
     g = _verb(sub, common, "gsm", cmd_gsm,
@@ -335,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="networks kept per run at wall times budget * 2^-k (k = n-1 .. 0) and scored by "
                         "simulation afterwards (32 trials x 1.5 s at most)")
     _add_lbfgs_fraction(c)
+    _add_start_options(c)
     _add_bptt_options(c)
     return p
 

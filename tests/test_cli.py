@@ -173,3 +173,74 @@ def test_gsm_verb_refuses_bad_arguments_before_any_work(tmp_path, capsys, no_jax
                                                  str(tmp_path / "o")], capsys)
     _refused(["gsm", "--filters", "0", "--out", str(tmp_path / "o")], capsys)
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- --init and --stage-trainer
+
+
+@pytest.fixture
+def tiny_task(tmp_path):
+    """A task for a General network of 2 E + 2 I cells (raw inputs (S, 4))."""
+    path = tmp_path / "tiny.npz"
+    np.savez(path, inputs=np.ones((2, 4)), target_mean=np.ones((2, 2)),
+             target_cov=np.tile(np.eye(2), (2, 1, 1)), n_exc=2)
+    return path
+
+
+def test_init_and_stage_trainer_reach_train_run(tmp_path, tiny_task, monkeypatch):
+    """train --init paper passes PaperInit with the task's raw inputs; --stage-trainer
+    passes the named stage trainer to growth ('bptt': train_run's own growth, None)."""
+    from momentssn.growth.trainers import STAGE_TRAINERS
+    from momentssn.params.init import PaperInit
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train_run(method, net, task, **kw):
+        seen.append((method, net, kw))
+        raise Stop
+
+    monkeypatch.setattr(cli, "train_run", fake_train_run)
+    base = ["train", "--task", str(tiny_task), "--out", str(tmp_path / "o"), "--debug"]
+    with pytest.raises(Stop):
+        cli.main(base + ["--method", "bptt", "--net", "general", "--init", "paper"])
+    with pytest.raises(Stop):
+        cli.main(base + ["--method", "growth", "--stage-trainer", "closure+bptt"])
+    with pytest.raises(Stop):
+        cli.main(base + ["--method", "growth"])
+    (m0, n0, kw0), (m1, _, kw1), (_, _, kw2) = seen
+    assert (m0, n0) == ("bptt", "general") and isinstance(kw0["init"], PaperInit)
+    np.testing.assert_array_equal(kw0["init"].h_raw, np.ones((2, 4)))
+    assert "init" not in kw1 and kw1["stage_train"] is STAGE_TRAINERS["closure+bptt"]
+    assert kw2["stage_train"] is None and "init" not in kw2
+
+
+def test_paper_init_of_a_structured_network_is_a_short_error(tmp_path, tiny_task, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "compare_methods", lambda *a, **k: pytest.fail("must fail before training"))
+    out = tmp_path / "o"
+    argv = ["compare", "--task", str(tiny_task), "--out", str(out), "--init", "paper",
+            "--runs", "growth:general", "bptt:ring"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--init paper" in err and "ring" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_paper_init_reaches_compare_runs(tmp_path, tiny_task, monkeypatch):
+    from momentssn.params.init import PaperInit
+
+    seen = {}
+
+    def fake_compare(task, **kw):
+        seen.update(kw)
+        return {"winner": None, "reference": None, "rows": []}
+
+    monkeypatch.setattr(cli, "compare_methods", fake_compare)
+    argv = ["compare", "--task", str(tiny_task), "--out", str(tmp_path / "o"), "--init", "paper",
+            "--stage-trainer", "closure", "--runs", "growth:general", "moments-lbfgs:general"]
+    assert cli.main(argv) == 0
+    opts = seen["run_options"]
+    assert isinstance(opts["init"], PaperInit) and type(opts["stage_train"]).__name__ == "ClosureStage"
+    assert opts["n_snapshots"] == 7

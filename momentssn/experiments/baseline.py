@@ -60,7 +60,7 @@ class Correction(NamedTuple):
     steps: fractions of each refit's step tried in turn.
     """
 
-    rounds: int = 3
+    rounds: int = 6
     refit_iters: int = 60
     refit_time: Optional[float] = 120.0
     sim: SimulationSettings = SimulationSettings()

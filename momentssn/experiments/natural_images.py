@@ -11,7 +11,11 @@ Files written to ``out``:
                    the GSM and of the fixed-z Gaussian with the same A and C, timings, settings
     arrays.npz     filters (learned, published kind, PCA), Gabor parameters, held-out FVUs,
                    the GSM's prior covariance, the log-likelihoods per held-out patch
-    task.npz       the natural-image task (``momentssn.tasks.load_task`` reads it)
+    task.npz       the natural-image task (``momentssn.tasks.load_task`` reads it): targets
+                   the GSM posterior of y, in the GSM's own units
+    ssn_task.npz   the same task with y rescaled (``momentssn.tasks.latents_rescaled``) to
+                   a median zero-contrast target variance of 2 mV^2: what ``train`` and
+                   ``compare`` train an SSN on
     filters.png, fvu_hist.png, reconstructions.png
 """
 
@@ -29,7 +33,7 @@ from ..gsm.filters import GaborParams, fvu, learn_gabors, pca_filters
 from ..gsm.ml import fit_fixed_z_gaussian, fit_ml_gsm, fit_subset, gaussian_log_likelihood
 from ..gsm.patches import PatchSet, default_patches, patches_from_path
 from ..progress import Progress, ProgressFn, report
-from ..tasks import NATURAL_CONTRASTS, gabor_filters, natural_image_task
+from ..tasks import NATURAL_CONTRASTS, gabor_filters, latents_rescaled, natural_image_task
 from .plotting import new_figure, save
 
 __all__ = ["run_gsm", "FVU_PERCENTILES"]
@@ -179,7 +183,11 @@ def run_gsm(
     rows = _percentile_rows(fvus["learned"], FVU_PERCENTILES)
     task = natural_image_task(fit.gsm, ps.test[rows], contrasts, name="natural")
     task.save(os.path.join(out, "task.npz"))
+    ssn_task = latents_rescaled(task)  # the same targets in units an SSN can reach (mV)
+    ssn_task.save(os.path.join(out, "ssn_task.npz"))
     results = _results(ps, learned, fvus, fit, gauss, ll, rows, contrasts, path, seed, t0)
+    results["task"]["ssn_file"] = "ssn_task.npz"
+    results["task"]["ssn_latent_scale"] = float(np.sqrt(np.trace(ssn_task.target_cov[0]) / np.trace(task.target_cov[0])))
     _write(out, ps, banks, learned.params, fvus, fit, ll_gsm, ll_gauss, eval_rows, rows, results)
     report(progress, Progress("gsm", 4, 4, None, time.perf_counter() - t0, f"written to {out}"))
     return results

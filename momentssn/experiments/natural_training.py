@@ -38,11 +38,11 @@ from ..growth.trainers import STAGE_TRAINERS, ClosureThenBPTT
 from ..params.base import get_parameterization
 from ..params.init import stable_paper_theta
 from ..progress import Progress, ProgressFn, report
-from ..tasks import Task
+from ..tasks import TARGET_VARIANCE, Task, latents_rescaled
 from .compare import compare_methods
 from .console import as_callback
 
-__all__ = ["NATURAL_BPTT", "DIRECT_METHODS", "TARGET_VARIANCE", "latents_rescaled", "initial_draws",
+__all__ = ["NATURAL_BPTT", "DIRECT_METHODS", "initial_draws",
            "run_natural_training"]
 
 #: BPTT settings of the natural-image runs: Heun at 0.5 ms (second order: step error
@@ -50,36 +50,6 @@ __all__ = ["NATURAL_BPTT", "DIRECT_METHODS", "TARGET_VARIANCE", "latents_rescale
 NATURAL_BPTT = dict(n_trials=32, t_max=300.0, t_avg=100.0, dt=0.5)
 #: Methods trained directly on the full network from the paper's start.
 DIRECT_METHODS = ("bptt", "moments-lbfgs")
-#: Median target variance (mV^2) at contrast 0 after :func:`latents_rescaled` (the
-#: published task's variances are 0.8-2.5 mV^2).
-TARGET_VARIANCE = 2.0
-
-
-def latents_rescaled(task: Task, variance: float = TARGET_VARIANCE) -> Task:
-    """The task with the GSM latents y in units where the median target variance of the
-    zero-contrast stimuli (of all stimuli if none) is ``variance`` mV^2.
-
-    The GSM x = z A y + noise does not fix the unit of y (A y = (A / s)(s y)), so for one
-    factor s > 0: target mean = baseline + s (mean - baseline), target cov = s^2 cov, prior
-    cov s^2 C (baseline = the mean at contrast 0, 3 mV).  The raw inputs h~ are kept: the
-    change of A to A / s scales them by 1 / s, which the learnable input map absorbs
-    exactly (in_a [h~ / s + in_b]^p = in_a s^-p [h~ + s in_b]^p).  The GSM object is
-    dropped (its C is in the old units).  Why: with M = 16 learned filters on 16 x 16
-    patches, A^T A has condition number ~1e4, and the ML prior variances of y span 14 to
-    2450 (posterior means to +-65 "mV"), far outside an SSN's range.
-    """
-    if not (math.isfinite(variance) and variance > 0):
-        raise ValueError(f"variance must be a finite number > 0 (mV^2), got {variance!r}")
-    var = np.diagonal(task.target_cov, axis1=1, axis2=2)
-    zero = np.asarray(task.contrasts) == 0 if task.contrasts is not None else np.zeros(len(var), bool)
-    rows = var[zero] if np.any(zero) else var
-    s = math.sqrt(variance / float(np.median(rows)))
-    base = float(np.median(task.target_mean[zero])) if np.any(zero) else 0.0
-    return task.replace(target_mean=base + s * (task.target_mean - base), target_cov=s**2 * task.target_cov,
-                        prior_cov=None if task.prior_cov is None else s**2 * task.prior_cov, gsm=None,
-                        name=f"{task.name} (y x {s:.3g})")
-
-
 def initial_draws(task: Task, seeds: Sequence[int], max_draws: int = 100) -> dict:
     """{seed: (theta, draws)}: the first closure-stable draw of the paper's start for the
     General network of ``task`` and how many draws it took ((None, None) if none in

@@ -9,11 +9,11 @@ import pytest
 
 import momentssn as ms
 from momentssn.experiments.natural_images import run_gsm
-from momentssn.experiments.natural_training import latents_rescaled, run_natural_training
+from momentssn.experiments.natural_training import run_natural_training
 from momentssn.growth.trainers import BPTTStage
 from momentssn.params.growing import Growing
 from momentssn.params.init import stable_paper_theta
-from momentssn.tasks import load_task, natural_image_task
+from momentssn.tasks import latents_rescaled, load_task, natural_image_task
 
 SIM = dict(n_trials=8, t_max=60.0, t_avg=20.0, dt=0.5)  # BPTT of the tiny runs
 SCORE = dict(n_trials=16, t_max=400.0, burn_in=100.0, dt=0.5)

@@ -27,7 +27,7 @@ from momentssn.gsm.ml import (
     unpack_params,
 )
 from momentssn.gsm.model import GSM
-from momentssn.tasks import INPUT_SCALE
+from momentssn.tasks import INPUT_SCALE, TARGET_VARIANCE, load_task
 
 M = 4
 
@@ -92,7 +92,7 @@ def run(gsm_run):
 
 def test_run_gsm_writes_consistent_results(run):
     out, res, events, ps, task = run
-    for name in ("results.json", "arrays.npz", "task.npz", "filters.png", "fvu_hist.png", "reconstructions.png"):
+    for name in ("results.json", "arrays.npz", "task.npz", "ssn_task.npz", "filters.png", "fvu_hist.png", "reconstructions.png"):
         assert (out / name).stat().st_size > 0, name
     doc = json.loads((out / "results.json").read_text())  # strict JSON
     assert doc["fvu_held_out_mean"] == res["fvu_held_out_mean"]
@@ -148,6 +148,19 @@ def test_natural_image_task_runs_on_the_general_ssn(run):
     post = task.gsm.posterior_moments(task.images)
     np.testing.assert_allclose(task.target_cov, np.asarray(post.cov), atol=1e-12)
     np.testing.assert_allclose(task.target_mean, 3.0 + np.asarray(post.mean), atol=1e-12)
+
+
+def test_ssn_task_is_the_task_with_rescaled_latents(run):
+    """ssn_task.npz (what train / compare take) = latents_rescaled(task.npz): same inputs,
+    targets in units where the median zero-contrast variance is TARGET_VARIANCE mV^2."""
+    out, res, _, _, task = run
+    ssn = load_task(out / "ssn_task.npz")
+    s = res["task"]["ssn_latent_scale"]
+    np.testing.assert_allclose(ssn.inputs, task.inputs, atol=0)
+    np.testing.assert_allclose(ssn.target_cov, s**2 * task.target_cov, rtol=1e-12)
+    np.testing.assert_allclose(ssn.target_mean - 3.0, s * (task.target_mean - 3.0), rtol=1e-12, atol=1e-12)
+    var0 = np.diagonal(ssn.target_cov, axis1=1, axis2=2)[np.asarray(ssn.contrasts) == 0]
+    assert abs(np.median(var0) - TARGET_VARIANCE) < 1e-9 and res["task"]["ssn_file"] == "ssn_task.npz"
     param = ms.get_parameterization("general", m=M)
     theta = param.default_theta()
     h = param.inputs(theta, jnp.asarray(task.inputs))
