@@ -13,6 +13,9 @@ dt -> 0 limit for the same trials and duration.
                eta = L z, a VirtualBrownianTree with space-time Levy area, vmapped over trials
     numpy      the Heun scheme as a plain numpy loop (exact OU update, PCG64 normals,
                single-threaded BLAS)
+    2 devices  the new default in a child process started with XLA's
+               ``--xla_force_host_platform_device_count=2`` (an opt-in a user sets before
+               JAX starts; ``simulate`` then shards the trials over the two CPU devices)
 
 How accuracy and time are measured.  A momentssn run at dt with ``noise_substeps = dt / (1/16)``
 sees the same noise path as the limit, so its error against the limit is its step error alone
@@ -214,6 +217,29 @@ def make_diffrax(net, h):
     return run
 
 
+# --------------------------------------------------------------------------- 2 host devices
+
+
+def two_device_time(i, dt, repeats):
+    """Wall time of the new default at step dt on contrast index i in a fresh process that
+    sees 2 CPU devices (``--xla_force_host_platform_device_count=2``, a process-wide XLA
+    switch the library never sets): ``simulate`` then shards the trials over them."""
+    import subprocess
+
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+    cmd = [sys.executable, os.path.abspath(__file__), "--time-heun", str(i), repr(dt), str(repeats)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def _time_heun(i, dt, repeats):
+    net, H, _ = published()
+    assert len(jax.devices()) == 2, jax.devices()
+    h = jnp.asarray(H[i], jnp.float32)
+    print(best_time(lambda: ms_run(net, h, dt, "heun"), repeats))
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -238,7 +264,11 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="contrast 0 only, no diffrax")
     ap.add_argument("--no-diffrax", action="store_true", help="both contrasts, no diffrax (minutes, not ~20)")
+    ap.add_argument("--time-heun", nargs=3, metavar=("I", "DT", "REPEATS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.time_heun:  # the child process of two_device_time
+        _time_heun(int(args.time_heun[0]), float(args.time_heun[1]), int(args.time_heun[2]))
+        return 0
     net, H, contrasts = published()
     idx = [0] if args.quick else [0, len(contrasts) - 1]
     print(f"published network: N = {net.N}, {N_TRIALS} trials x {T_MAX:g} ms (burn-in {BURN_IN:g} ms), float32, "
@@ -271,6 +301,9 @@ def main(argv=None):
         print(f"  at dt = {dt_new:g} ms: momentssn {t_new:.3f} s wall / {c_new:.3f} s CPU (all threads), "
               f"numpy {t_np:.3f} s wall / {c_np:.3f} s CPU: CPU-time ratio {c_np / c_new:.2f}")
         rows["numpy loop of heun"] = (dt_new, float("nan"), t_np)
+        t_2dev = two_device_time(i, dt_new, args.repeats)
+        rows["heun, 2 host devices (opt-in)"] = (dt_new, errs[dt_new], t_2dev)
+        print(f"  opt-in 2 host devices (XLA flag, trials sharded): {t_2dev:.3f} s: {t_np / t_2dev:.1f}x the numpy loop")
 
         if not (args.quick or args.no_diffrax):
             run_dx = make_diffrax(net, h)
@@ -299,13 +332,14 @@ def main(argv=None):
         if "diffrax ShARK" in rows:
             r_dx = rows["diffrax ShARK"][2] / t_new
             line += f", vs diffrax ShARK {r_dx:.1f}x (>= 5)"
-            summary.append((contrasts[i], r_old, r_np, r_dx))
+            summary.append((contrasts[i], r_old, r_np, r_dx, t_np / t_2dev))
         else:
-            summary.append((contrasts[i], r_old, r_np, float("nan")))
+            summary.append((contrasts[i], r_old, r_np, float("nan"), t_np / t_2dev))
         print(line)
     print("\nratios (time of the other method / time of the new default, equal accuracy or equal step):")
-    for c, r_old, r_np, r_dx in summary:
-        print(f"  contrast {c:g}: old scheme {r_old:.1f}x, diffrax {r_dx:.1f}x, numpy loop {r_np:.1f}x")
+    for c, r_old, r_np, r_dx, r_2 in summary:
+        print(f"  contrast {c:g}: old scheme {r_old:.1f}x, diffrax {r_dx:.1f}x, numpy loop {r_np:.1f}x "
+              f"(numpy loop / 2 host devices: {r_2:.1f}x)")
     return 0
 
 

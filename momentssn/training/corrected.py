@@ -148,7 +148,8 @@ def fit_corrected(
         theta0: (param.size,) the start, usually a closure fit (``ms.fit``).
         rounds: refits at most.  They stop earlier (converged) when no step of a refit
             lowers the simulated loss by more than ``rtol``, and when the network is
-            unstable.
+            unstable.  A step whose closure has no stable fixed point is not taken
+            (the next refit needs its closure moments); the next shorter one is tried.
         refit_time: wall-time budget (s) of each closure refit (``fit``'s ``max_time``).
         sim: how each round's moments are simulated; seed: its noise seed.
         steps: fractions of the refit's step tried in turn (each costs one simulation).
@@ -180,10 +181,15 @@ def fit_corrected(
         clos, simd = score_both(param, theta, task, sim, seed, weights)
         report(progress, Progress("correction", k, rounds, simd.loss, clock(),
                                   f"step {step:g}: closure {clos.loss:.4g}  simulated {simd.loss:.4g}"))
-        M = np.shape(task.target_mean)[-1]
-        nxt = shifted_task(task, simd.moments.mean, simd.moments.cov,
-                           np.asarray(clos.moments.mean)[:, :M], np.asarray(clos.moments.cov)[:, :M, :M])
-        ok = bool(clos.stable) and np.isfinite(simd.loss)
+        # a candidate is usable only where both routes have moments: the next refit
+        # needs the closure's (a network can simulate well where the closure has no
+        # stable fixed point: measured in `make compare`, a full step landed there)
+        ok = bool(clos.stable) and clos.moments is not None and bool(np.isfinite(simd.loss))
+        nxt = None
+        if ok:
+            M = np.shape(task.target_mean)[-1]
+            nxt = shifted_task(task, simd.moments.mean, simd.moments.cov,
+                               np.asarray(clos.moments.mean)[:, :M], np.asarray(clos.moments.cov)[:, :M, :M])
         return CorrectionRound(k, np.asarray(theta, np.float64), clos.loss, simd.loss, clock(), step), nxt, ok
 
     if not scored:

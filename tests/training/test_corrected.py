@@ -48,3 +48,34 @@ def test_one_round_refits_and_keeps_the_best_simulated_network():
     assert all(b.simulated_loss < a.simulated_loss for a, b in zip(res.rounds, res.rounds[1:]))
     # round 0 is the teacher itself: simulated at another seed, it matches its own targets closely
     assert res.rounds[0].simulated_loss < 1e-2
+
+
+def test_a_step_without_a_stable_closure_is_not_taken(monkeypatch):
+    """Each route is replaced by a function of the one parameter x: the full step (x = 1)
+    simulates best but has no stable closure fixed point (no moments to shift the next
+    targets by), so the round takes the half step; the next round finds no better step
+    and the correction stops, converged, without an error."""
+    from types import SimpleNamespace
+
+    import momentssn.training.corrected as corrected
+
+    S, M = 2, 1
+    task = Task(inputs=np.zeros((S, 2 * M)), target_mean=np.ones((S, M)), target_cov=np.ones((S, M, M)),
+                n_exc=M, name="t")
+    sim_loss = {0.0: 1.0, 1.0: 0.1, 0.5: 0.5, 0.75: 0.6, 0.625: 0.55}
+    calls = []
+
+    def fake_score_both(param, theta, task, sim, seed, weights):
+        x = float(theta[0])
+        calls.append(x)
+        stable = x != 1.0
+        mom = SimpleNamespace(mean=np.zeros((S, 2 * M)), cov=np.ones((S, 2 * M, 2 * M))) if stable else None
+        clos = SimpleNamespace(loss=0.2 if stable else np.inf, stable=stable, moments=mom)
+        simd = SimpleNamespace(loss=sim_loss[x], moments=SimpleNamespace(mean=np.zeros((S, M)), cov=np.ones((S, M, M))))
+        return clos, simd
+
+    monkeypatch.setattr(corrected, "score_both", fake_score_both)
+    monkeypatch.setattr(corrected, "fit", lambda *a, **k: SimpleNamespace(theta=np.array([1.0])))
+    res = ms.fit_corrected(None, task, np.array([0.0]), rounds=3)
+    assert calls == [0.0, 1.0, 0.5, 1.0, 0.75, 0.625]
+    assert [float(r.theta[0]) for r in res.rounds] == [0.0, 0.5] and res.stopped.startswith("converged")
