@@ -39,7 +39,7 @@ validate: setup
 	$(BIN)/momentssn validate --suite all --out $(OUT)/validation
 
 # Training methods compared on the published task, every network judged by simulation
-# (about 50 minutes on 2 cores: 5 runs x 480 s of training, then the scoring; README).
+# (37 minutes on an idle 2-core machine: 5 runs x 480 s of training, then the scoring; README).
 COMPARE_RUNS ?= moments-lbfgs:baseline15 corrected:baseline15 hybrid:baseline15 bptt:ring growth:general
 COMPARE_BUDGET ?= 480
 compare: setup
@@ -50,9 +50,9 @@ clean:
 	rm -rf $(VENV) $(OUT) *.egg-info
 
 # Growth vs direct training of the General SSN on the natural-image task (README, "Natural
-# images"): 16x16 patches, M = 16 filters (N = 32 cells), 2 seeds, 240 s per run; ~40 min on 2 cores.
+# images"): 16x16 patches, M = 16 filters (N = 32 cells), 3 seeds, 240 s per run; ~55 min on 2 cores.
 .PHONY: natural-compare
 natural-compare: setup
 	$(BIN)/momentssn gsm --out $(OUT)/gsm16 --filters 16
 	$(BIN)/python -m momentssn.experiments.natural_training --task $(OUT)/gsm16/task.npz --out $(OUT)/natural \
-	  --seeds 0 1 --budget 240 --snapshots 3
+	  --seeds 0 1 2 --budget 240 --snapshots 3

@@ -237,7 +237,7 @@ def _add_start_options(q) -> None:
                         "paper's random start (W ~ N(0, 1/N) with Dale's signs, noise factor 0.9 I + 0.1 11^T), "
                         "redrawn until the closure is stable at every stimulus; general network only")
     q.add_argument("--stage-trainer", default="bptt", choices=tuple(STAGE_TRAINERS),
-                   help="growth: how each stage is trained (BPTT, L-BFGS on the closure, or the closure then "
+                   help="growth: how each stage is trained (BPTT, Adam on the closure, or Adam on the closure then "
                         "BPTT; default: %(default)s)")
 
 
