@@ -42,6 +42,7 @@ __all__ = [
     "natural_image_task",
     "NATURAL_CONTRASTS",
     "latents_rescaled",
+    "latent_scale",
     "TARGET_VARIANCE",
     "load_task",
     "get_task",
@@ -369,6 +370,23 @@ def natural_image_task(
 TARGET_VARIANCE = 2.0
 
 
+def _zero_contrast(task: Task) -> np.ndarray:
+    """(S,) bool: the stimuli at contrast 0 (none if the task has no contrasts)."""
+    if task.contrasts is None:
+        return np.zeros(task.n_stimuli, bool)
+    return np.asarray(task.contrasts) == 0
+
+
+def latent_scale(task: Task, variance: float = TARGET_VARIANCE) -> float:
+    """The factor s of :func:`latents_rescaled`: s^2 times the median target variance of
+    the zero-contrast stimuli (of all stimuli if none) is ``variance`` mV^2."""
+    if not (math.isfinite(variance) and variance > 0):
+        raise ValueError(f"variance must be a finite number > 0 (mV^2), got {variance!r}")
+    var = np.diagonal(task.target_cov, axis1=1, axis2=2)
+    zero = _zero_contrast(task)
+    return math.sqrt(variance / float(np.median(var[zero] if np.any(zero) else var)))
+
+
 def latents_rescaled(task: Task, variance: float = TARGET_VARIANCE) -> Task:
     """The task with the GSM latents y in units where the median target variance of the
     zero-contrast stimuli (of all stimuli if none) is ``variance`` mV^2.
@@ -382,12 +400,8 @@ def latents_rescaled(task: Task, variance: float = TARGET_VARIANCE) -> Task:
     patches, A^T A has condition number ~1e4, and the ML prior variances of y span 14 to
     2450 (posterior means to +-65 "mV"), far outside an SSN's range.
     """
-    if not (math.isfinite(variance) and variance > 0):
-        raise ValueError(f"variance must be a finite number > 0 (mV^2), got {variance!r}")
-    var = np.diagonal(task.target_cov, axis1=1, axis2=2)
-    zero = np.asarray(task.contrasts) == 0 if task.contrasts is not None else np.zeros(len(var), bool)
-    rows = var[zero] if np.any(zero) else var
-    s = math.sqrt(variance / float(np.median(rows)))
+    s = latent_scale(task, variance)
+    zero = _zero_contrast(task)
     base = float(np.median(task.target_mean[zero])) if np.any(zero) else 0.0
     return task.replace(target_mean=base + s * (task.target_mean - base), target_cov=s**2 * task.target_cov,
                         prior_cov=None if task.prior_cov is None else s**2 * task.prior_cov, gsm=None,

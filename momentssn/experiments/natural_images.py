@@ -33,7 +33,7 @@ from ..gsm.filters import GaborParams, fvu, learn_gabors, pca_filters
 from ..gsm.ml import fit_fixed_z_gaussian, fit_ml_gsm, fit_subset, gaussian_log_likelihood
 from ..gsm.patches import PatchSet, default_patches, patches_from_path
 from ..progress import Progress, ProgressFn, report
-from ..tasks import NATURAL_CONTRASTS, gabor_filters, latents_rescaled, natural_image_task
+from ..tasks import NATURAL_CONTRASTS, gabor_filters, latent_scale, latents_rescaled, natural_image_task
 from .plotting import new_figure, save
 
 __all__ = ["run_gsm", "FVU_PERCENTILES"]
@@ -187,7 +187,7 @@ def run_gsm(
     ssn_task.save(os.path.join(out, "ssn_task.npz"))
     results = _results(ps, learned, fvus, fit, gauss, ll, rows, contrasts, path, seed, t0)
     results["task"]["ssn_file"] = "ssn_task.npz"
-    results["task"]["ssn_latent_scale"] = float(np.sqrt(np.trace(ssn_task.target_cov[0]) / np.trace(task.target_cov[0])))
+    results["task"]["ssn_latent_scale"] = latent_scale(task)
     _write(out, ps, banks, learned.params, fvus, fit, ll_gsm, ll_gauss, eval_rows, rows, results)
     report(progress, Progress("gsm", 4, 4, None, time.perf_counter() - t0, f"written to {out}"))
     return results
