@@ -126,7 +126,9 @@ def rel_err(x, ref):
 def numpy_heun(net, h, dt, seed=0):
     """Heun with the exact OU update of eta, as a plain numpy loop (float32)."""
     f = np.float32
-    W, tau = np.asarray(net.W, f), np.asarray(net.tau, f)
+    tau = np.asarray(net.tau, f)
+    WT = np.ascontiguousarray(np.asarray(net.W, f).T)  # r @ WT: a strided W.T made OpenBLAS's
+    # 64 x 100 x 100 product ~9 us (70%) slower (measured), which would flatter momentssn
     lam, V = np.linalg.eigh(np.asarray(net.noise_cov, np.float64))
     L = ((V * np.sqrt(np.clip(lam, 0, None))) @ V.T).astype(f)
     k, N = f(net.k), net.N
@@ -141,7 +143,7 @@ def numpy_heun(net, h, dt, seed=0):
     dt_ = f(dt)
 
     def drive(u, eta):
-        return (h + (k * np.maximum(u, 0) ** 2) @ W.T + eta - u) / tau
+        return (h + (k * np.maximum(u, 0) ** 2) @ WT + eta - u) / tau
 
     for s in range(n_steps):
         if s == n_burn:
