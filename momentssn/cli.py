@@ -191,7 +191,7 @@ def cmd_compare(args, say: Printer) -> int:
     summary = compare_methods(task, runs=args.runs, seeds=args.seeds, budget_s=args.budget,
                               out=args.out, sim=_bptt_settings(args), progress=say,
                               score=dict(n_trials=args.score_trials, t_max=args.score_time),
-                              run_options=dict(opts, n_snapshots=args.snapshots))
+                              run_options=dict(opts, n_snapshots=args.snapshots), resume=args.resume)
     w, ref = summary["winner"], summary["reference"]
     if w:
         for row in summary["rows"]:
@@ -363,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--snapshots", type=types.nonnegative_int, default=7,
                    help="networks kept per run at wall times budget * 2^-k (k = n-1 .. 0) and scored by "
                         "simulation afterwards (32 trials x 1.5 s at most)")
+    c.add_argument("--resume", action="store_true",
+                   help="keep the runs an interrupted compare with the same settings finished in --out "
+                        "(an unfinished run starts anew)")
     _add_lbfgs_fraction(c)
     _add_start_options(c)
     _add_bptt_options(c)

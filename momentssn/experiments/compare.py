@@ -69,6 +69,7 @@ from .compare_phases import (CORRECTION_ROUNDS, LBFGS_FRACTION, adam_trace, corr
 from .compare_report import write_comparison
 from .compare_score import Reference, ScoredRun, published_reference, score_run, snapshot_settings
 from .compare_snapshots import N_SNAPSHOTS, Recorder
+from . import compare_store
 from .console import as_callback
 
 __all__ = [
@@ -340,30 +341,47 @@ def _failed(method, net_kind, task, kw, progress, exc: BaseException) -> Trainin
 def run_comparison(task: Task, *, runs: Sequence[Tuple[str, str]] = DEFAULT_RUNS, seeds: Sequence[int] = (0,),
                    budget_s: float = 300.0, steps: Optional[int] = None, runs_dir=None, sim: Optional[dict] = None,
                    score: Optional[dict] = None, progress: Optional[ProgressFn] = None,
-                   run_options: Optional[dict] = None, snapshot_score: Optional[dict] = None) -> List[ScoredRun]:
+                   run_options: Optional[dict] = None, snapshot_score: Optional[dict] = None,
+                   resume: bool = False) -> List[ScoredRun]:
     """Train every (method, net) of ``runs`` for every seed with the same budget and
     score each final network with ``score`` and its snapshots with ``snapshot_score``
     (``simulated_score`` settings; default :func:`.compare_score.snapshot_settings`)
     (module docstring).  ``runs_dir``: folder of the runs' checkpoints and parameters
-    (one sub-folder per run; None: none).  ``run_options``: more keywords of
-    :func:`train_run` (``init``, ``stage_train``, ``lbfgs_fraction``, ``correction``,
-    ``n_snapshots``).  Returns the scored runs in order."""
+    (one sub-folder per run; None: none); every finished (trained and scored) run is
+    written there (:mod:`.compare_store`).  ``resume``: keep the finished runs found in
+    ``runs_dir`` (``ValueError`` if one was made with other settings, ``FileNotFoundError``
+    if there is none) and do only the others; a run that was interrupted starts anew, with its whole budget.
+    ``run_options``: more keywords of :func:`train_run` (``init``, ``stage_train``,
+    ``lbfgs_fraction``, ``correction``, ``n_snapshots``).  Returns the scored runs in order."""
     for method, net_kind in runs:
         _check_choice("method", method, METHODS)
         _check_choice("net", net_kind, NETS)
+    if resume and runs_dir is None:
+        raise ValueError("resume=True needs runs_dir (the folder of the finished runs)")
+    if resume and not any(compare_store.exists(Path(runs_dir) / f"{m}_{n}_seed{s}") for m, n in runs for s in seeds):
+        raise FileNotFoundError(f"no finished run to resume in {runs_dir}; start without resume")
     progress = as_callback(progress)
     results = []
     for method, net_kind in runs:
         for seed in seeds:
             tag = f"{method}_{net_kind}_seed{seed}"
             say = lambda msg: report(progress, Progress(f"compare {tag}", 0, message=msg))  # noqa: E731
+            folder = None if runs_dir is None else Path(runs_dir) / tag
+            key = compare_store.run_key(task, method, net_kind, seed, budget_s=budget_s, steps=steps, sim=sim,
+                                        score=score, snapshot_score=snapshot_score, run_options=run_options)
+            if resume and compare_store.exists(folder):
+                r = compare_store.load(folder, key)
+                say(f"finished earlier, kept ({folder / compare_store.FILE})")
+                results.append(r)
+                continue
             say(f"training for up to {budget_s:.0f} s")
             run = train_run(method, net_kind, task, budget_s=budget_s, seed=seed, steps=steps, sim=sim,
-                            out=None if runs_dir is None else Path(runs_dir) / tag, progress=progress,
-                            **(run_options or {}))
+                            out=folder, progress=progress, **(run_options or {}))
             if not run.failed:
                 say(f"scoring the final network and {len(run.snapshots)} snapshots by simulation")
             r = score_run(run, tag, dict(score or {}), snapshot_score)
+            if folder is not None:
+                compare_store.save(folder, r, key)
             simloss = "-" if r.sim is None else f"{r.sim.loss:.4g} +- {r.sim.loss_se:.2g}"
             say(f"{'FAILED: ' + r.failure if r.failed else 'ok'}; simulated loss {simloss}; "
                 f"closure loss {r.closure:.4g}; {run.wall_time_s:.0f} s")
@@ -385,6 +403,7 @@ def compare_methods(
     run_options: Optional[dict] = None,
     snapshot_score: Optional[dict] = None,
     reference: Optional[Reference] = None,
+    resume: bool = False,
 ) -> dict:
     """Run every (method, net) of ``runs`` for every seed with the same budget, score
     each final network and its snapshots by simulation (``simulated_score``; see
@@ -395,7 +414,8 @@ def compare_methods(
     ``reference``: a network every run is reported against (a horizontal line in the
     figure, a ratio in the tables); default: on the published task the published
     network scored with ``score`` (:func:`.compare_score.published_reference`),
-    otherwise none.
+    otherwise none.  ``resume``: keep the runs an earlier, interrupted call with the
+    same settings finished in ``out/runs`` (:func:`run_comparison`).
 
     The summary ranks the runs by simulated loss (with its Monte Carlo SE and the
     closure loss and closure-vs-simulation gap beside it), names the method with the
@@ -405,7 +425,7 @@ def compare_methods(
     t0 = time.perf_counter()
     results = run_comparison(task, runs=runs, seeds=seeds, budget_s=budget_s, steps=steps,
                              runs_dir=Path(out) / "runs", sim=sim, score=score, progress=progress,
-                             run_options=run_options, snapshot_score=snapshot_score)
+                             run_options=run_options, snapshot_score=snapshot_score, resume=resume)
     if reference is None:
         reference = published_reference(task, dict(score or {}))
         if reference is not None:

@@ -4,6 +4,7 @@ One tiny task (Baseline15 with m = 2, N = 4, 3 stimuli) and small budgets: these
 tests check the plumbing and the scoring, not which method wins.
 """
 
+import dataclasses
 import functools
 import json
 
@@ -144,6 +145,50 @@ def test_compare_snapshots_are_scored_in_wall_time_order(compared):
     assert len(rows["corrected"]["snapshots"]) >= n_rounds + 1
 
 
+def test_compare_resume_keeps_finished_runs_and_redoes_the_others(compared, tmp_path, monkeypatch):
+    """A resumed comparison reads back every finished run exactly (same rows), trains
+    only the runs without a finished record, and refuses finished runs made with other
+    settings."""
+    import shutil
+
+    from momentssn.experiments import compare as cmp
+    from momentssn.experiments import compare_store
+
+    s, out, ref = compared
+    new = tmp_path / "cmp"
+    shutil.copytree(out / "runs", new / "runs")
+    redo = "hybrid_baseline15_seed0"
+    (new / "runs" / redo / compare_store.FILE).unlink()  # interrupted: trained anew
+    trained = []
+
+    def fake_train_run(method, net_kind, task, **kw):  # a run that fails at once (no network)
+        trained.append((method, net_kind, kw["seed"]))
+        return cmp.TrainingRun(method, net_kind, kw["seed"], dict(iteration=[], wall_time_s=[], loss=[]), "none",
+                               None, None, np.asarray(task.target_mean), np.asarray(task.target_cov), None, 0.0,
+                               True, "interrupted on purpose")
+
+    monkeypatch.setattr(cmp, "train_run", fake_train_run)
+    kw = dict(runs=ALL_RUNS, seeds=(0,), budget_s=120.0, steps=4, sim=SIM, score=SCORE, progress=False,
+              reference=ref, run_options=dict(correction=CORRECTION, n_snapshots=10))
+    s2 = ms.compare_methods(tiny_task(), out=new, resume=True, **kw)
+    assert trained == [("hybrid", "baseline15", 0)]
+    rows = {row["tag"]: row for row in s["rows"]}
+    for row in s2["rows"]:
+        if row["tag"] == redo:
+            assert row["failed"] and row["failure"] == "interrupted on purpose"
+        else:  # read back exactly: losses, SEs, traces, snapshots, parameters
+            assert row == rows[row["tag"]]
+    assert compare_store.exists(new / "runs" / redo)  # the redone run is finished now
+    # finished runs made with other settings are not mixed in
+    with pytest.raises(ValueError, match=r"other settings \(budget_s: 120.0 then, 60.0 now\)"):
+        ms.compare_methods(tiny_task(), out=new, resume=True, **dict(kw, budget_s=60.0))
+    with pytest.raises(ValueError, match="task_fingerprint"):
+        ms.compare_methods(dataclasses.replace(tiny_task(), target_mean=tiny_task().target_mean * 1.01), out=new,
+                           resume=True, **kw)
+    with pytest.raises(FileNotFoundError, match="no finished run to resume"):
+        ms.compare_methods(tiny_task(), out=tmp_path / "empty", resume=True, **kw)
+
+
 def test_snapshot_of_a_run_scores_its_network():
     """A snapshot's score is simulated_score of the network the run had then."""
     task = tiny_task()
@@ -218,3 +263,7 @@ def test_compare_verb_prints_the_ranking(tmp_path, capsys):
     assert f"hybrid_baseline15_seed0: simulated loss {row['simulated_loss']:.4g} +- " in printed
     assert s["score_settings"] == dict(n_trials=16, t_max=700.0) and s["run_options"]["lbfgs_fraction"] == 0.4
     assert row["wall_time_s"] < 5.0 + 60.0 and len(row["snapshots"]) >= 2
+    # --resume keeps the finished run (no training: the same row), and says so
+    assert main(args + ["--score-time", "700", "--resume"]) == 0
+    assert "finished earlier, kept" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["rows"] == s["rows"]
