@@ -338,6 +338,11 @@ def _failed(method, net_kind, task, kw, progress, exc: BaseException) -> Trainin
 
 
 # --------------------------------------------------------------------------- the comparison
+def _tag(method: str, net_kind: str, seed: int) -> str:
+    """The name of a run (its folder in ``runs_dir``, its row in the report)."""
+    return f"{method}_{net_kind}_seed{seed}"
+
+
 def run_comparison(task: Task, *, runs: Sequence[Tuple[str, str]] = DEFAULT_RUNS, seeds: Sequence[int] = (0,),
                    budget_s: float = 300.0, steps: Optional[int] = None, runs_dir=None, sim: Optional[dict] = None,
                    score: Optional[dict] = None, progress: Optional[ProgressFn] = None,
@@ -358,13 +363,13 @@ def run_comparison(task: Task, *, runs: Sequence[Tuple[str, str]] = DEFAULT_RUNS
         _check_choice("net", net_kind, NETS)
     if resume and runs_dir is None:
         raise ValueError("resume=True needs runs_dir (the folder of the finished runs)")
-    if resume and not any(compare_store.exists(Path(runs_dir) / f"{m}_{n}_seed{s}") for m, n in runs for s in seeds):
+    if resume and not any(compare_store.exists(Path(runs_dir) / _tag(m, n, s)) for m, n in runs for s in seeds):
         raise FileNotFoundError(f"no finished run to resume in {runs_dir}; start without resume")
     progress = as_callback(progress)
     results = []
     for method, net_kind in runs:
         for seed in seeds:
-            tag = f"{method}_{net_kind}_seed{seed}"
+            tag = _tag(method, net_kind, seed)
             say = lambda msg: report(progress, Progress(f"compare {tag}", 0, message=msg))  # noqa: E731
             folder = None if runs_dir is None else Path(runs_dir) / tag
             key = compare_store.run_key(task, method, net_kind, seed, budget_s=budget_s, steps=steps, sim=sim,
