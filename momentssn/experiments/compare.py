@@ -355,7 +355,8 @@ def run_comparison(task: Task, *, runs: Sequence[Tuple[str, str]] = DEFAULT_RUNS
     (one sub-folder per run; None: none); every finished (trained and scored) run is
     written there (:mod:`.compare_store`).  ``resume``: keep the finished runs found in
     ``runs_dir`` (``ValueError`` if one was made with other settings, ``FileNotFoundError``
-    if there is none) and do only the others; a run that was interrupted starts anew, with its whole budget.
+    if there is none) and do only the others; a run that was interrupted starts anew,
+    with its whole budget.
     ``run_options``: more keywords of :func:`train_run` (``init``, ``stage_train``,
     ``lbfgs_fraction``, ``correction``, ``n_snapshots``).  Returns the scored runs in order."""
     for method, net_kind in runs:

@@ -48,14 +48,19 @@ def _named_tuples() -> Dict[str, type]:
     return {c.__name__: c for c in (ScoredRun, TrainingRun, SimulatedScore, Moments, Snapshot, SnapshotScore)}
 
 
-def task_fingerprint(task: Task) -> str:
-    """SHA-256 (hex, 16 digits) of the task's stimuli inputs and targets."""
+def _digest(*arrays) -> str:
+    """SHA-256 (hex, 16 digits) of the dtypes, shapes and bytes of ``arrays``."""
     h = hashlib.sha256()
-    for a in (task.inputs, task.target_mean, task.target_cov):
-        a = np.ascontiguousarray(np.asarray(a, np.float64))
-        h.update(str(a.shape).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.dtype}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()[:16]
+
+
+def task_fingerprint(task: Task) -> str:
+    """:func:`_digest` of the task's stimuli inputs and targets (as float64)."""
+    return _digest(*(np.asarray(a, np.float64) for a in (task.inputs, task.target_mean, task.target_cov)))
 
 
 def run_key(task: Task, method: str, net_kind: str, seed: int, **settings) -> dict:
@@ -73,8 +78,7 @@ def run_key(task: Task, method: str, net_kind: str, seed: int, **settings) -> di
         if isinstance(x, (list, tuple)):
             return [plain(v) for v in x]
         if isinstance(x, (np.ndarray, np.generic, jax.Array)):
-            a = np.ascontiguousarray(np.asarray(x))
-            return f"array {a.dtype}{list(a.shape)} sha256 {hashlib.sha256(a.tobytes()).hexdigest()[:16]}"
+            return f"array {np.asarray(x).dtype}{list(np.shape(x))} sha256 {_digest(x)}"
         if callable(x) and hasattr(x, "__qualname__"):  # a function: its name, not its address
             return f"{getattr(x, '__module__', '')}.{x.__qualname__}"
         return repr(x)
