@@ -23,9 +23,8 @@ runs that record them stay one program.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +65,7 @@ def n_blocks(threads: Optional[int], n_groups: int, work: int, devices: Sequence
     if sharded or not devices or devices[0].platform != "cpu":
         return 1
     if threads is None:
-        threads = 1
+        threads = cpu_cores() if work >= AUTO_MIN_WORK else 1
     return max(1, largest_divisor_leq(n_groups, int(threads)))
 
 
@@ -81,40 +80,9 @@ def _block(cfg: Config, net: SSN, h, key, first, u0, eta0_given, L_given, pid):
     return two_pass(cfg, net, h, key, first, u0b, eta0_given, L_given, pid)
 
 
-_COMPILED: "OrderedDict[Any, Any]" = OrderedDict()  # (cfg, argument types) -> compiled block
-_COMPILED_MAX = 32
-
-
-def _compiled_block(bcfg: Config, args):
-    """The compiled ``_block`` for these argument types, traced and compiled here (in the
-    calling thread), so that the block threads only execute it (no concurrent tracing or
-    compilation).  The last ``_COMPILED_MAX`` programs are kept."""
-    leaves, tree = jax.tree_util.tree_flatten(args)
-    key = (bcfg, tree, tuple(jax.typeof(x) for x in leaves))
-    if key in _COMPILED:
-        _COMPILED.move_to_end(key)
-    else:
-        _COMPILED[key] = _block.trace(bcfg, *args).lower().compile()
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
-    return _COMPILED[key]
-
-
-_POOL: list = []  # [ThreadPoolExecutor, its size]: one pool for the process, its threads reused
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    """A pool of at least ``n`` worker threads, kept for later runs (threads are not
-    created and torn down per run)."""
-    if not _POOL or _POOL[1] < n:
-        size = max(n, cpu_cores())
-        _POOL[:] = [ThreadPoolExecutor(max_workers=size, thread_name_prefix="momentssn-block"), size]
-    return _POOL[0]
-
-
-def _execute(compiled, *args):
+def _run_block(*args):
     """One block in its thread, waited for there (so the blocks' programs overlap)."""
-    return jax.block_until_ready(compiled(*args))
+    return jax.block_until_ready(_block(*args))
 
 
 def _shift(out, keepf, delta, n_win):
@@ -151,14 +119,12 @@ def _merge(cfg: Config, squeeze: bool, parts) -> SimulationResult:
 def run_blocks(cfg: Config, n: int, squeeze: bool, net: SSN, h, key, u0, eta0_given, L_given,
                pid) -> SimulationResult:
     """The run ``cfg`` (all trials, no records) as ``n`` blocks of ``cfg.n_trials / n`` trials,
-    one host thread each; ``cfg.chunk`` / ``cfg.n_chunks`` are the blocks'.  The block
-    program is traced and compiled in the calling thread; the threads only run it.  Only
-    block 0 reports progress (the blocks advance together)."""
+    one host thread each; ``cfg.chunk`` / ``cfg.n_chunks`` are the blocks'.  Only block 0
+    reports progress (the blocks advance together)."""
     Tb = cfg.n_trials // n
     bcfg = cfg._replace(n_trials=Tb, groups=cfg.groups // n)
-    args = [(net, h, key, jnp.int32(a * Tb), u0, eta0_given, L_given, pid if a == 0 else jnp.int32(-1))
-            for a in range(n)]
-    compiled = _compiled_block(bcfg, args[0])
-    futures = [_pool(n).submit(_execute, compiled, *a) for a in args]
-    parts = tuple(f.result() for f in futures)
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="momentssn-block") as ex:
+        futures = [ex.submit(_run_block, bcfg, net, h, key, jnp.int32(a * Tb), u0, eta0_given, L_given,
+                             pid if a == 0 else jnp.int32(-1)) for a in range(n)]
+        parts = tuple(f.result() for f in futures)
     return _merge(cfg, squeeze, parts)
