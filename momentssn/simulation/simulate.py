@@ -239,12 +239,11 @@ def simulate(
         threads: host threads for an eager run on one CPU device (``simulation.blocks``):
             the trials are split into that many blocks of whole trial groups (the largest
             divisor of G <= threads), each run by the same compiled kernel in its own
-            thread, and the sums are merged exactly (so 100 trials, G = 25 by default,
-            stay one program on 2 cores unless ``n_groups`` is even).  Default ``None``:
-            the CPU cores of the process for runs of >= 2^22 element-steps
-            (n_steps B n_trials N) without time-resolved records, else 1.  Inside
-            ``jit``/``grad``, with several devices, on a GPU, or with records, the run is
-            one program.  Results do not depend on it (up to summation order).
+            thread, and the sums are merged exactly.  Default ``None``: the CPU cores of the
+            process for runs of >= 2^22 element-steps (n_steps B n_trials N) without
+            time-resolved records, else 1.  Inside ``jit``/``grad``, with several devices, on
+            a GPU, or with records, the run is one program.  Results do not depend on it
+            (up to summation order).
 
     Returns:
         :class:`SimulationResult`.  Memory is O(B n_trials N + B G N^2) besides the
