@@ -35,3 +35,25 @@ def echeveste_task_path():
     if not ECHEVESTE_TASK.exists():
         pytest.skip(f"published task not found at {ECHEVESTE_TASK} (../shared/echeveste2020 is absent)")
     return ECHEVESTE_TASK
+
+
+def _memory_mappings() -> int:
+    """Memory mappings of this process (0 where /proc is absent)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after a test module once this process holds more than
+    30000 memory mappings.  Every live XLA CPU executable maps its JIT-compiled code; the
+    whole suite in one process reached Linux's default limit of 65530 mappings
+    (``vm.max_map_count``), and LLVM then aborted the next compilation ("LLVM compilation
+    error: Cannot allocate memory").  Clearing after every module instead would recompile
+    programs that later modules share."""
+    yield
+    if _memory_mappings() > 30000:
+        jax.clear_caches()

@@ -34,7 +34,7 @@ from .integrators.base import Drift, Integrator
 from .noise import STATIONARY_INDEX, ou_noise_normals, step_normals, trial_key_data
 from .result import SimulationResult, finalize
 
-__all__ = ["Config", "choose_chunk", "largest_divisor_leq", "simulate_jit", "AXIS"]
+__all__ = ["Config", "choose_chunk", "largest_divisor_leq", "simulate_jit", "two_pass", "AXIS"]
 
 AXIS = "trials"
 
@@ -188,8 +188,9 @@ def _window_sums(cfg: Config, stats: _Stats, U, srow, ref):
     return jnp.sum(D, axis=0), jnp.sum(D * D, axis=0), jnp.einsum("bgsi,bgsj->bgij", Dg, Dg)
 
 
-def _run(cfg: Config, net: SSN, h, key, u0, eta0_given, L_given, keep, pid) -> Dict[str, Any]:
-    """One pass.  h (B, N); key: typed PRNG key; u0 (B, T, N); keep (B, T) bool;
+def _run(cfg: Config, net: SSN, h, key, first, u0, eta0_given, L_given, keep, pid) -> Dict[str, Any]:
+    """One pass over trials first .. first + T - 1.  h (B, N); key: typed PRNG key;
+    first: int32 scalar (0 unless the trials run in blocks); u0 (B, T, N); keep (B, T) bool;
     L_given: (N, D) noise factor or None (then the PSD square root of noise_cov).
     Returns a dict of raw sums and records (see ``result.finalize``)."""
     dtype = jnp.dtype(cfg.dtype)
@@ -203,7 +204,7 @@ def _run(cfg: Config, net: SSN, h, key, u0, eta0_given, L_given, keep, pid) -> D
     c = jnp.sqrt(-jnp.expm1(-2.0 * dt / net.tau_noise))  # sqrt(1 - rho^2)
     rho_fine = jnp.exp(-dt / (cfg.substeps * net.tau_noise))
 
-    tkeys = _constrain(trial_key_data(key, T), cfg, (AXIS, None))  # per-trial noise keys
+    tkeys = _constrain(trial_key_data(key, T, first), cfg, (AXIS, None))  # per-trial noise keys
     stats = _Stats(_constrain(keep.astype(dtype), cfg, (None, AXIS)), cfg.bound)
     u = _constrain(u0, cfg, (None, AXIS, None))
     eta = _constrain(_initial_eta(cfg, tkeys, apply_L, eta0_given, N), cfg, (AXIS, None))
@@ -289,16 +290,14 @@ def _records(cfg: Config, stats: _Stats, rec, u_end, alive):
     return out
 
 
-@jax.jit(static_argnums=(0, 1))
-def simulate_jit(cfg: Config, squeeze: bool, net: SSN, h, key, u0, eta0_given, L_given,
-                 pid) -> SimulationResult:
-    """Pass 1 over all trials; pass 2 (only if some trial diverged) with the diverged
+def two_pass(cfg: Config, net: SSN, h, key, first, u0, eta0_given, L_given, pid):
+    """Pass 1 over the trials; pass 2 (only if some trial diverged) with the diverged
     trials masked from the start, so that a diverged trial contributes to no statistic.
     A ``lax.scan`` of length 2 around a ``lax.cond``: the simulation is compiled (and
-    differentiated) once."""
+    differentiated) once.  Returns the raw sums of the kept trials and ``keep`` (B, T)."""
     B, T = h.shape[0], cfg.n_trials
     keep0 = jnp.ones((B, T), bool)
-    run = lambda keep: _run(cfg, net, h, key, u0, eta0_given, L_given, keep, pid)  # noqa: E731
+    run = lambda keep: _run(cfg, net, h, key, first, u0, eta0_given, L_given, keep, pid)  # noqa: E731
     shapes = jax.eval_shape(lambda: run(keep0))
     out0 = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
@@ -310,4 +309,12 @@ def simulate_jit(cfg: Config, squeeze: bool, net: SSN, h, key, u0, eta0_given, L
         return (new_keep, need, out), None
 
     (keep, _, out), _ = lax.scan(body, (keep0, jnp.array(True), out0), None, length=2)
+    return out, keep
+
+
+@jax.jit(static_argnums=(0, 1))
+def simulate_jit(cfg: Config, squeeze: bool, net: SSN, h, key, u0, eta0_given, L_given,
+                 pid) -> SimulationResult:
+    """All trials in one program: ``two_pass`` then ``result.finalize``."""
+    out, keep = two_pass(cfg, net, h, key, jnp.int32(0), u0, eta0_given, L_given, pid)
     return finalize(cfg, out, keep, squeeze)

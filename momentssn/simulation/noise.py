@@ -122,12 +122,13 @@ def base_key(seed) -> jax.Array:
     return jax.random.key(seed)
 
 
-def trial_key_data(base, n_trials: int) -> jax.Array:
-    """(n_trials, 2) uint32 per-trial keys: Threefry hash of the counter (trial, 0) under
-    the words of ``base``."""
+def trial_key_data(base, n_trials: int, first=0) -> jax.Array:
+    """(n_trials, 2) uint32 keys of trials first .. first + n_trials - 1: Threefry hash of
+    the counter (trial, 0) under the words of ``base`` (``first`` may be traced), so a
+    block of trials draws exactly the noise those trials have in the whole run."""
     kd = jax.random.key_data(base)
     if kd.shape != (2,) or kd.dtype != jnp.uint32:  # not a Threefry key: draw two words from it
         kd = jax.random.bits(base, (2,), jnp.uint32)
-    t = jnp.arange(n_trials, dtype=jnp.uint32)
+    t = jnp.arange(n_trials, dtype=jnp.uint32) + jnp.asarray(first).astype(jnp.uint32)
     y0, y1 = threefry2x32(kd[0], kd[1], t, jnp.zeros_like(t))
     return jnp.stack([y0, y1], axis=-1)

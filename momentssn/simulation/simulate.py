@@ -28,6 +28,7 @@ from ..model import SSN
 from ..progress import ProgressFn
 from .integrators.base import Integrator
 from .integrators.registry import get_integrator
+from .blocks import n_blocks, run_blocks
 from .kernel import AXIS, Config, choose_chunk, largest_divisor_leq, register_progress, simulate_jit
 from .noise import base_key
 from .result import SimulationResult
@@ -173,6 +174,7 @@ def simulate(
     noise_substeps: int = 1,
     checkpoint: bool = True,
     timescale_ms: Optional[float] = None,
+    threads: Optional[int] = None,
 ) -> SimulationResult:
     """Simulate ``n_trials`` independent trials of the stochastic SSN and stream moments.
 
@@ -234,6 +236,15 @@ def simulate(
             Jacobian at the stationary point, ``simulation.step_size.jacobian_timescale``
             (the min over stimuli for a batch).  Only used for the step-size warning; callers
             that have the closure (``crosscheck``, ``simulated_score``) pass it.
+        threads: host threads for an eager run on one CPU device (``simulation.blocks``):
+            the trials are split into that many blocks of whole trial groups (the largest
+            divisor of G <= threads), each run by the same compiled kernel in its own
+            thread, and the sums are merged exactly (so 100 trials, G = 25 by default,
+            stay one program on 2 cores unless ``n_groups`` is even).  Default ``None``:
+            the CPU cores of the process for runs of >= 2^22 element-steps
+            (n_steps B n_trials N) without time-resolved records, else 1.  Inside
+            ``jit``/``grad``, with several devices, on a GPU, or with records, the run is
+            one program.  Results do not depend on it (up to summation order).
 
     Returns:
         :class:`SimulationResult`.  Memory is O(B n_trials N + B G N^2) besides the
@@ -278,6 +289,8 @@ def simulate(
         raise ValueError(f"noise_substeps must be >= 1 with n_steps * noise_substeps < 2^32 - 1, got {R}")
     if not (isinstance(bound, (int, float, np.integer, np.floating)) and bound > 0 and math.isfinite(bound)):
         raise ValueError(f"bound must be a finite number > 0, got {bound!r}")
+    if threads is not None and not (isinstance(threads, (int, np.integer)) and threads >= 1):
+        raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
     if progress is not None and progress is not False and not callable(progress):
         raise ValueError("progress must be a callable taking momentssn.progress.Progress, or None "
                          f"(the library does not print), got {progress!r}")
@@ -313,8 +326,17 @@ def simulate(
                  dtype=dtype.name, n_int=_static_exponent(net), eta0=eta_mode, diag_noise=diag_noise,
                  n_noise=N if L_given is None else int(L_given.shape[1]), remat=bool(checkpoint), mesh=mesh,
                  progress=callable(progress), integrator=integ, substeps=R)
-    pid = register_progress(progress) if callable(progress) else 0
-    res = simulate_jit(cfg, squeeze, net, h2, base_key(seed), u0b, eta_given, L_given, jnp.int32(pid))
+    pid = jnp.int32(register_progress(progress) if callable(progress) else 0)
+    key = base_key(seed)
+    nb = 1
+    if not stride and not is_traced((net, h2, key, u0b, eta_given, L_given)):
+        nb = n_blocks(threads, G, n_steps * B * n_trials * N, devs, mesh is not None)
+    if nb > 1:
+        K = choose_chunk(n_steps, stride, B * (n_trials // nb) * N, chunk_steps)
+        res = run_blocks(cfg._replace(chunk=K, n_chunks=-(-n_steps // K)), nb, squeeze, net, h2, key, u0b,
+                         eta_given, L_given, pid)
+    else:
+        res = simulate_jit(cfg, squeeze, net, h2, key, u0b, eta_given, L_given, pid)
     if not is_traced(res.n_diverged):
         _report_divergence(res, float(bound), B * n_trials)
     return res
