@@ -47,6 +47,7 @@ of a stimulus diverges) or leaves no network.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import math
@@ -211,6 +212,16 @@ def _param_run(method, net_kind, task, *, budget_s, seed, steps, sim, out, resum
                        False, "", tuple(recorder.snapshots))
 
 
+def _takes_callback(trainer) -> bool:
+    """Whether a stage trainer accepts the ``callback`` keyword (the trainers of
+    ``momentssn.growth.trainers`` do; one written before it existed gets no snapshots)."""
+    try:
+        params = inspect.signature(trainer).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "callback" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def _growth_run(task, *, budget_s, seed, steps, sim, out, resume, progress, t0, recorder, stage_train=None,
                 **_):
     """Growth of a general network on a doubling schedule, BPTT between splits."""
@@ -224,11 +235,12 @@ def _growth_run(task, *, budget_s, seed, steps, sim, out, resume, progress, t0, 
         # (the stage from the network's size: also right when grow resumes)
         stage = sizes.index((param.n_e, param.n_i))
         left = max(deadline - time.perf_counter(), 1.0) / (len(sizes) - stage)
-        if stage_train is not None:  # e.g. momentssn.growth.trainers.ClosureThenBPTT
-            return stage_train(param, sub, theta, n_steps, seed, max_time=left, sim=sim,
-                               checkpoint_dir=checkpoint_dir, resume=resume)
         # snapshots in the last stage only (the network has its full size there)
         callback = recorder.adam_callback(param, sub.inputs) if stage == len(sizes) - 1 else None
+        if stage_train is not None:  # e.g. momentssn.growth.trainers.ClosureThenBPTT
+            extra = dict(callback=callback) if callback is not None and _takes_callback(stage_train) else {}
+            return stage_train(param, sub, theta, n_steps, seed, max_time=left, sim=sim,
+                               checkpoint_dir=checkpoint_dir, resume=resume, **extra)
         return train_bptt(param, sub, theta0=theta, steps=n_steps, seed=seed, max_time=left,
                           checkpoint_dir=checkpoint_dir, resume=resume, progress=None, callback=callback, **sim)
 
@@ -289,8 +301,9 @@ def train_run(
         init: start of every method but growth, ``init(param, seed) -> theta``
             (e.g. ``momentssn.params.init.paper_theta``); None: the default start.
         stage_train: growth's trainer of a stage, ``stage_train(param, sub, theta,
-            n_steps, seed, *, max_time, sim, checkpoint_dir, resume)`` (e.g.
-            ``momentssn.growth.trainers.ClosureThenBPTT``); None: BPTT.
+            n_steps, seed, *, max_time, sim, checkpoint_dir, resume, callback)`` (e.g.
+            ``momentssn.growth.trainers.ClosureThenBPTT``; the last stage's snapshots
+            come through ``callback``); None: BPTT.
         lbfgs_fraction: ``corrected`` and ``hybrid``: share of the budget of their
             L-BFGS phase (0 < f < 1; :mod:`.compare_phases`).
         correction: ``corrected``: how each round simulates (``SimulationSettings``).

@@ -3,12 +3,15 @@
 A stage trainer is called once per stage by a growth driver (``grow``'s ``train_fn``
 hook; ``momentssn.experiments.compare.train_run(..., stage_train=...)``) as
 
-    trainer(param, task, theta, n_steps, seed, *, max_time, sim, checkpoint_dir, resume)
-        -> TrainResult (theta, history, steps)
+    trainer(param, task, theta, n_steps, seed, *, max_time, sim, checkpoint_dir, resume,
+            callback) -> TrainResult (theta, history, steps)
 
 with ``task`` the stage's sub-task (its first E cells' targets), ``max_time`` the stage's
 share of the budget (s), ``sim`` the BPTT simulation settings (``n_trials``, ``t_max``,
-``t_avg``, ``dt``).  Three are provided:
+``t_avg``, ``dt``), ``callback`` None or Adam's ``callback(t, theta, loss, aux)`` after
+every step, t counted over the stage as in the result's history (``compare`` keeps
+snapshots of the last stage with it; a trainer without the keyword gets none).  Three
+are provided:
 
 * :class:`BPTTStage`: Adam on moments of simulated trials (``train_bptt``): the
   simulation is the ground truth, but every step simulates S x n_trials trials;
@@ -47,16 +50,24 @@ def _has_files(folder) -> bool:
     return folder is not None and Path(folder).is_dir() and any(Path(folder).iterdir())
 
 
-def _bptt(param, task, theta, n_steps, seed, max_time, sim, checkpoint_dir, resume, learning_rate):
+def _bptt(param, task, theta, n_steps, seed, max_time, sim, checkpoint_dir, resume, learning_rate, callback):
     return train_bptt(param, task, theta0=theta, steps=n_steps, seed=seed, max_time=max_time,
                       learning_rate=learning_rate, checkpoint_dir=checkpoint_dir,
-                      resume=resume and _has_files(checkpoint_dir), progress=None, **dict(sim or {}))
+                      resume=resume and _has_files(checkpoint_dir), progress=None, callback=callback,
+                      **dict(sim or {}))
 
 
-def _closure(param, task, theta, n_steps, seed, max_time, checkpoint_dir, resume, learning_rate):
+def _closure(param, task, theta, n_steps, seed, max_time, checkpoint_dir, resume, learning_rate, callback):
     return train_moments_adam(param, task, theta0=theta, steps=n_steps, seed=seed, max_time=max_time,
                               learning_rate=learning_rate, checkpoint_dir=checkpoint_dir,
-                              resume=resume and _has_files(checkpoint_dir), progress=None)
+                              resume=resume and _has_files(checkpoint_dir), progress=None, callback=callback)
+
+
+def _shifted(callback, offset: int):
+    """``callback`` with its step count moved on by ``offset`` (None stays None)."""
+    if callback is None:
+        return None
+    return lambda t, theta, loss, aux: callback(offset + t, theta, loss, aux)
 
 
 class BPTTStage(NamedTuple):
@@ -65,8 +76,9 @@ class BPTTStage(NamedTuple):
     learning_rate: float = 1e-2
 
     def __call__(self, param, task, theta, n_steps, seed, *, max_time=None, sim=None, checkpoint_dir=None,
-                 resume=False) -> TrainResult:
-        return _bptt(param, task, theta, n_steps, seed, max_time, sim, checkpoint_dir, resume, self.learning_rate)
+                 resume=False, callback=None) -> TrainResult:
+        return _bptt(param, task, theta, n_steps, seed, max_time, sim, checkpoint_dir, resume, self.learning_rate,
+                     callback)
 
 
 class ClosureStage(NamedTuple):
@@ -76,8 +88,9 @@ class ClosureStage(NamedTuple):
     learning_rate: float = 1e-2
 
     def __call__(self, param, task, theta, n_steps, seed, *, max_time=None, sim=None, checkpoint_dir=None,
-                 resume=False) -> TrainResult:
-        return _closure(param, task, theta, n_steps, seed, max_time, checkpoint_dir, resume, self.learning_rate)
+                 resume=False, callback=None) -> TrainResult:
+        return _closure(param, task, theta, n_steps, seed, max_time, checkpoint_dir, resume, self.learning_rate,
+                        callback)
 
 
 def closure_stable(param, task, theta) -> bool:
@@ -114,7 +127,7 @@ class ClosureThenBPTT(NamedTuple):
     bptt_learning_rate: float = 1e-2
 
     def __call__(self, param, task, theta, n_steps, seed, *, max_time=None, sim=None, checkpoint_dir=None,
-                 resume=False) -> TrainResult:
+                 resume=False, callback=None) -> TrainResult:
         if not 0.0 < float(self.closure_fraction) < 1.0:
             raise ValueError(f"closure_fraction must lie in (0, 1), got {self.closure_fraction!r}")
         def sub(name):
@@ -123,15 +136,15 @@ class ClosureThenBPTT(NamedTuple):
         t_closure = None if max_time is None else float(self.closure_fraction) * float(max_time)
         if resume and _has_files(sub("bptt")):
             return _bptt(param, task, theta, n_steps, seed, None if max_time is None else max_time - t_closure, sim,
-                         sub("bptt"), True, self.bptt_learning_rate)
+                         sub("bptt"), True, self.bptt_learning_rate, callback)
         if not closure_stable(param, task, theta):  # every closure step would be rejected
             return _bptt(param, task, theta, n_steps, seed, max_time, sim, sub("bptt"), False,
-                         self.bptt_learning_rate)
+                         self.bptt_learning_rate, callback)
         first = _closure(param, task, theta, n_steps, seed, t_closure, sub("closure"), resume,
-                         self.closure_learning_rate)
+                         self.closure_learning_rate, callback)
         left = None if max_time is None else max(float(max_time) - first.wall_time_s, 0.0)
         second = _bptt(param, task, first.theta, n_steps, seed, left, sim, sub("bptt"), False,
-                       self.bptt_learning_rate)
+                       self.bptt_learning_rate, _shifted(callback, first.steps))
         return _joined(first, second)
 
 

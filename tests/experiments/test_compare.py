@@ -16,6 +16,7 @@ import momentssn as ms
 from momentssn.cli import main
 from momentssn.experiments.compare import doubling_sizes, train_run
 from momentssn.experiments.compare_score import Reference, published_reference, score_run
+from momentssn.growth.trainers import ClosureStage
 from reference import PUBLISHED_BASELINE15
 from momentssn.tasks import Task
 
@@ -200,6 +201,22 @@ def test_snapshot_of_a_run_scores_its_network():
     scored = score_run(run, "x", SCORE, SCORE).snapshots
     assert len(scored) == len(run.snapshots) + 1 and scored[-1].final
     assert scored[-2].loss == a and scored[-2].wall_time_s == snap.wall_time_s
+
+
+def test_growth_with_a_stage_trainer_keeps_snapshots_of_its_last_stage():
+    task = tiny_task()
+    run = train_run("growth", "general", task, budget_s=40.0, steps=3, n_snapshots=10, stage_train=ClosureStage(),
+                    progress=None)
+    assert not run.failed, run.failure
+    assert run.snapshots, "scheduled from 40 s / 2^9 = 0.08 s on"
+    assert all(s.net.N == run.net.N for s in run.snapshots)  # the last stage: full size
+
+    def older(param, sub, theta, n_steps, seed, *, max_time, sim, checkpoint_dir, resume):  # no callback keyword
+        return ClosureStage()(param, sub, theta, n_steps, seed, max_time=max_time)
+
+    run = train_run("growth", "general", task, budget_s=40.0, steps=3, n_snapshots=10, stage_train=older,
+                    progress=None)
+    assert not run.failed and run.snapshots == (), run.failure
 
 
 def test_published_reference_is_the_published_network_scored_the_same_way():

@@ -21,17 +21,24 @@ def stage(tiny_task):
 
 def test_closure_then_bptt_joins_the_two_phases(stage, tmp_path):
     param, theta, sub = stage
-    res = ClosureThenBPTT()(param, sub, theta, 2, 0, sim=SIM, checkpoint_dir=tmp_path)
+    seen = {}  # steps each trainer reported to its callback
+
+    def spy(name):
+        return lambda t, theta, loss, aux: seen.setdefault(name, []).append(int(t))
+
+    res = ClosureThenBPTT()(param, sub, theta, 2, 0, sim=SIM, checkpoint_dir=tmp_path, callback=spy("both"))
     h = res.history
     assert res.steps == 4 and h["step"] == [0, 1, 2, 3] and all(h["accepted"])
+    assert seen["both"] == [0, 1, 2, 3]  # numbered over the stage, as its history
     assert np.all(np.diff(h["wall_time_s"]) >= 0) and res.wall_time_s >= h["wall_time_s"][-1]
     # phase 1 is the closure: its first loss is the closure loss of the start
     net, hin = param.network(theta), param.inputs(theta, jnp.asarray(sub.inputs))
     closure0 = ms.network_closure_loss(net, hin, sub.target_mean, sub.target_cov).loss
     assert h["loss"][0] == pytest.approx(closure0, rel=1e-8)
     # phase 2 is BPTT from where the closure ended: the same as BPTT alone from there
-    first = ClosureStage()(param, sub, theta, 2, 0)
-    second = BPTTStage()(param, sub, first.theta, 2, 0, sim=SIM)
+    first = ClosureStage()(param, sub, theta, 2, 0, callback=spy("closure"))
+    second = BPTTStage()(param, sub, first.theta, 2, 0, sim=SIM, callback=spy("bptt"))
+    assert seen["closure"] == seen["bptt"] == [0, 1]
     np.testing.assert_allclose(res.theta, second.theta, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(h["loss"][2:], second.history["loss"], rtol=1e-5)
     assert not np.allclose(res.theta, first.theta)
@@ -64,3 +71,4 @@ def test_closure_then_bptt_skips_the_closure_where_it_is_unstable(stage):
     alone = BPTTStage()(param, sub, hot, 2, 0, sim=SIM)
     assert res.steps == 2
     np.testing.assert_array_equal(res.theta, alone.theta)
+
