@@ -158,7 +158,7 @@ def run_blocks(cfg: Config, n: int, squeeze: bool, net: SSN, h, key, u0, eta0_gi
     bcfg = cfg._replace(n_trials=Tb, groups=cfg.groups // n)
     args = [(net, h, key, jnp.int32(a * Tb), u0, eta0_given, L_given, pid if a == 0 else jnp.int32(-1))
             for a in range(n)]
-    compiled = _compiled_block(bcfg, args[0])
-    futures = [_pool(n).submit(_execute, compiled, *a) for a in args]
+    compiled, pool = _compiled_block(bcfg, args[0]), _pool(n)
+    futures = [pool.submit(_execute, compiled, *a) for a in args]
     parts = tuple(f.result() for f in futures)
     return _merge(cfg, squeeze, parts)

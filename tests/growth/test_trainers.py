@@ -71,4 +71,3 @@ def test_closure_then_bptt_skips_the_closure_where_it_is_unstable(stage):
     alone = BPTTStage()(param, sub, hot, 2, 0, sim=SIM)
     assert res.steps == 2
     np.testing.assert_array_equal(res.theta, alone.theta)
-
